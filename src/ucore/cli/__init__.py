@@ -1,0 +1,1 @@
+"""The ``ucore`` command line. It never imports Qt."""

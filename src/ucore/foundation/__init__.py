@@ -1,0 +1,1 @@
+"""The lowest layer: systems lifecycle, roles, config, locations, clock and logging."""

@@ -1,0 +1,64 @@
+"""Time for the whole framework comes from an injected :class:`Clock`.
+
+Wall time is an aware UTC datetime; monotonic time is seconds as a float. Code that waits
+calls ``clock.sleep`` or ``clock.sleep_until`` so that tests can drive time with
+:class:`ucore.testing.FakeClock` instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Protocol, runtime_checkable
+
+# A wall-clock sleep is cut into slices of at most this long, so that a jump of the system
+# clock (suspend, NTP step) is noticed within this time. It costs one wake-up per slice.
+_WALL_SLICE_SECONDS = 30.0
+
+
+@runtime_checkable
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current wall time, an aware datetime in UTC."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes backwards."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of monotonic time."""
+        ...
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Wait until the wall time reaches ``when`` (an aware datetime)."""
+        ...
+
+
+def utc(dt: datetime) -> datetime:
+    """``dt`` as an aware UTC datetime; a naive datetime is refused."""
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"naive datetime not allowed here: {dt!r}")
+    return dt.astimezone(UTC)
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+    async def sleep_until(self, when: datetime) -> None:
+        target = utc(when)
+        while True:
+            remaining = (target - self.now()).total_seconds()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, _WALL_SLICE_SECONDS))

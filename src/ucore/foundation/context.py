@@ -1,0 +1,41 @@
+"""What every system of a process shares: its config, role, clock and identity."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ucore.foundation.events import EventBus
+
+if TYPE_CHECKING:
+    from ucore.foundation.clock import Clock
+    from ucore.foundation.config.loader import LoadedConfig
+    from ucore.foundation.paths import Locations
+    from ucore.foundation.system import BaseSystem, Role
+
+
+@dataclass
+class Context:
+    """Handed to every system's factory; systems find each other through it."""
+
+    config: LoadedConfig
+    role: Role
+    clock: Clock
+    node_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    systems: dict[str, BaseSystem] = field(default_factory=dict)
+    events: EventBus = field(default_factory=EventBus)
+
+    @property
+    def locations(self) -> Locations:
+        return self.config.locations
+
+    def system(self, name: str) -> BaseSystem:
+        try:
+            return self.systems[name]
+        except KeyError:
+            raise KeyError(f"no system '{name}' in this process ({self.role})") from None

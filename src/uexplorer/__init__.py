@@ -1,0 +1,1 @@
+"""UExplorer: the Qt app that shows a UCore library and its maintenance."""

@@ -1,0 +1,3 @@
+from uexplorer.main import main
+
+raise SystemExit(main())
