@@ -12,12 +12,19 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$PYTHON" -m venv "$VENV"
 fi
 STAMP="$VENV/.ucore-install-stamp"
-WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $EXTRAS"
+HASH="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+WANT="$HASH $EXTRAS"
 if [ ! -f "$STAMP" ] || ! grep -qxF "$WANT" "$STAMP"; then
     echo "installing ucore[$EXTRAS] into $VENV ..." >&2
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
-    # remember every extras set installed for this pyproject.toml
-    { grep -v "^$(echo "$WANT" | cut -d' ' -f1) " "$STAMP" 2>/dev/null || true; echo "$WANT"; } > "$STAMP.new"
+    # (this machine's pip config names local indexes that may not exist: drop that noise)
+    set +e
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]" \
+        2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+    rc=$?
+    set -e
+    [ $rc -eq 0 ] || { echo "pip install failed (exit $rc)" >&2; exit $rc; }
+    # remember every extras set installed for this pyproject.toml (forget older ones)
+    { grep "^$HASH " "$STAMP" 2>/dev/null || true; echo "$WANT"; } > "$STAMP.new"
     mv "$STAMP.new" "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -5,7 +5,7 @@ UCORE_EXTRAS=gui,postgres,dev source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
 cd "$ROOT"
 export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 echo "== ruff" >&2
-ruff check src tests benchmarks
+ruff check .
 echo "== mypy" >&2
 mypy
 echo "== pytest" >&2
