@@ -232,10 +232,11 @@ async def test_service_only_system_is_not_built_for_other_roles(
 
 async def test_service_role_builds_service_systems(config: LoadedConfig) -> None:
     log: Log = []
-    specs = [recorder("scheduler", log, roles=frozenset({Role.SERVICE}))]
+    specs = [recorder("watcher", log, roles=frozenset({Role.SERVICE}))]
     async with await bootstrap(config, role=Role.SERVICE, systems=specs) as app:
-        assert "scheduler" in app.systems
-    assert downs(log) == ["scheduler"]
+        assert "watcher" in app.systems
+        assert "scheduler" in app.systems  # a default of every Foundation app
+    assert downs(log) == ["watcher"]
 
 
 async def test_dependency_missing_in_a_role_is_an_error(config: LoadedConfig) -> None:

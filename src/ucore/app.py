@@ -23,6 +23,9 @@ from ucore.foundation.system import (
     filter_specs,
     order_specs,
 )
+from ucore.scheduling.scheduler import PeriodicTaskScheduler
+from ucore.stores.system import StoreSystem
+from ucore.tasks.system import TaskSystem
 
 
 class LocationsSystem(BaseSystem):
@@ -40,6 +43,9 @@ class LocationsSystem(BaseSystem):
 #: The systems every Foundation app gets, in declaration order (dependencies first).
 DEFAULT_SYSTEMS: list[SystemSpec] = [
     SystemSpec("locations", LocationsSystem),
+    SystemSpec("store", StoreSystem, depends_on=("locations",)),
+    SystemSpec("tasks", TaskSystem, depends_on=("store",)),
+    SystemSpec("scheduler", PeriodicTaskScheduler, depends_on=("tasks",)),
 ]
 
 
@@ -64,6 +70,18 @@ class App:
 
     def system(self, name: str) -> BaseSystem:
         return self.ctx.system(name)
+
+    @property
+    def tasks(self) -> TaskSystem:
+        system = self.ctx.system("tasks")
+        assert isinstance(system, TaskSystem)
+        return system
+
+    @property
+    def scheduler(self) -> PeriodicTaskScheduler:
+        system = self.ctx.system("scheduler")
+        assert isinstance(system, PeriodicTaskScheduler)
+        return system
 
     async def shutdown(self) -> None:
         await self._lifecycle.stop()

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from ucore.foundation.clock import iso
+
+__all__ = ["err", "iso", "out", "print_json"]
 
 
 def _default(value: Any) -> Any:
@@ -20,13 +24,6 @@ def _default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def iso(value: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a ``Z``: ``2026-11-27T01:45:24.123456Z``."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def print_json(document: Any) -> None:

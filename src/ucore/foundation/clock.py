@@ -43,6 +43,13 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a ``Z`` (the CLI's and the JSON's time format), or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class SystemClock:
     """The real clock."""
 

@@ -1,0 +1,319 @@
+"""SQLite connections: one writer thread with group commit, one reader thread.
+
+* **One writer.** Every write of this process runs on one connection in one thread, in
+  ``BEGIN IMMEDIATE`` transactions. Writes that arrive while a transaction is busy queue up
+  and the next transaction runs them all (**group commit**: one commit, so one fsync with
+  ``synchronous=FULL``, for many small writes), each inside its own savepoint so that one
+  failing write does not undo the others.
+* **Readers** use a second connection in its own thread; WAL lets them read while a write
+  is in progress.
+* Errors of SQLite become :class:`StoreError` with one clear line (damaged file, not a
+  database, locked for longer than the busy timeout, read-only, disk full).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ucore.stores.base import StoreError, StoreLockedError
+
+log = logging.getLogger("ucore.stores.sqlite")
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Job:
+    fn: Callable[[sqlite3.Connection], Any]
+    fut: concurrent.futures.Future[Any]
+    #: run outside the group-commit transaction (migrations, VACUUM, checkpoints)
+    raw: bool = False
+
+
+#: The most writes one group commit takes.
+MAX_GROUP = 256
+#: How often a BEGIN IMMEDIATE that timed out on the busy handler is tried again.
+LOCK_RETRIES = 3
+
+
+def translate(exc: sqlite3.Error, path: Path) -> StoreError:
+    """One clear line for a SQLite error."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return StoreLockedError(f"database {path} is locked by another process ({text})")
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        return StoreError(f"database {path} is damaged or not a UCore database ({text})")
+    if "unable to open" in low:
+        return StoreError(f"cannot open database {path} ({text})")
+    if "readonly" in low or "read-only" in low:
+        return StoreError(f"database {path} is read-only ({text})")
+    if "disk is full" in low or "database or disk is full" in low:
+        return StoreError(f"no space left for database {path} ({text})")
+    if "disk i/o error" in low:
+        return StoreError(f"I/O error on database {path} ({text})")
+    return StoreError(f"database {path}: {text}")
+
+
+def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    """A connection with UCore's pragmas (WAL, synchronous, busy timeout)."""
+    if not path.exists():
+        # create it 0600 ourselves; SQLite gives its -wal and -shm files the same mode
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+    conn = sqlite3.connect(
+        str(path), isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = _journal_mode_wal(conn, busy_timeout)
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.Error:
+        conn.close()
+        raise
+    return conn
+
+
+def _journal_mode_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """``PRAGMA journal_mode = WAL``, tried again for up to the busy timeout.
+
+    Switching a database to WAL, or opening one while another connection is switching it or
+    cleaning up its -wal file, can fail with SQLITE_BUSY at once, without the busy handler:
+    two processes opening a fresh database together would otherwise fail.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+class _Worker(threading.Thread):
+    """A thread that owns one connection and runs jobs on it."""
+
+    def __init__(self, name: str, path: Path, opener: Callable[[], sqlite3.Connection]) -> None:
+        super().__init__(name=name, daemon=True)
+        self.path = path
+        self._opener = opener
+        self.jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self.conn: sqlite3.Connection | None = None
+        self.ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+    def run(self) -> None:
+        try:
+            self.conn = self._opener()
+        except BaseException as exc:
+            self.ready.set_exception(exc)
+            return
+        self.ready.set_result(None)
+        try:
+            self.serve(self.conn)
+        finally:
+            self.conn.close()
+
+    def serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            _run_alone(conn, job)
+
+
+def _run_alone(conn: sqlite3.Connection, job: Job) -> None:
+    if not job.fut.set_running_or_notify_cancel():
+        return
+    try:
+        job.fut.set_result(job.fn(conn))
+    except BaseException as exc:
+        job.fut.set_exception(exc)
+
+
+class _Writer(_Worker):
+    def serve(self, conn: sqlite3.Connection) -> None:
+        while True:
+            job: Job | None = self.jobs.get()
+            if job is None:
+                return
+            batch: list[Job] = []
+            stop = False
+            while True:
+                if job.raw:
+                    self._run_batch(conn, batch)
+                    batch = []
+                    _run_alone(conn, job)
+                elif job.fut.set_running_or_notify_cancel():
+                    batch.append(job)
+                if len(batch) >= MAX_GROUP:
+                    break
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+            self._run_batch(conn, batch)
+            if stop:
+                return
+
+    def _begin(self, conn: sqlite3.Connection) -> None:
+        for attempt in range(LOCK_RETRIES):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
+                    raise
+                log.warning("database busy, trying again (%s)", exc)
+                time.sleep(0.05)
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        if not batch:
+            return
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            self._begin(conn)
+        except BaseException as exc:
+            for job in batch:
+                job.fut.set_exception(exc)
+            return
+        single = len(batch) == 1
+        try:
+            for i, job in enumerate(batch):
+                if single:
+                    try:
+                        outcomes.append((True, job.fn(conn)))
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+                    continue
+                conn.execute(f"SAVEPOINT w{i}")
+                try:
+                    outcomes.append((True, job.fn(conn)))
+                except Exception as exc:
+                    conn.execute(f"ROLLBACK TO w{i}")
+                    outcomes.append((False, exc))
+                conn.execute(f"RELEASE w{i}")
+            if single and not outcomes[0][0]:
+                # a failed write alone: keep nothing of it (as its savepoint would in a group)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            else:
+                conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            for job in batch:
+                job.fut.set_exception(exc)
+            return
+        for job, (ok, value) in zip(batch, outcomes, strict=True):
+            if ok:
+                job.fut.set_result(value)
+            else:
+                job.fut.set_exception(value)
+
+
+class Database:
+    """The connections of one SQLite file. Use from any thread or event loop."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._writer: _Writer | None = None
+        self._reader: _Worker | None = None
+
+    def _open_conn(self) -> sqlite3.Connection:
+        return connect(self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
+
+    async def start(self) -> None:
+        self._writer = _Writer("ucore-sqlite-writer", self.path, self._open_conn)
+        self._writer.start()
+        await self._ready(self._writer)
+        self._reader = _Worker("ucore-sqlite-reader", self.path, self._open_conn)
+        self._reader.start()
+        await self._ready(self._reader)
+
+    async def _ready(self, worker: _Worker) -> None:
+        try:
+            await asyncio.wrap_future(worker.ready)
+        except sqlite3.Error as exc:
+            await self.stop()
+            raise translate(exc, self.path) from None
+        except OSError as exc:  # creating the file or its directory (connect())
+            await self.stop()
+            raise StoreError(f"cannot open database {self.path} ({exc.strerror or exc})") from None
+
+    async def stop(self) -> None:
+        for worker in (self._reader, self._writer):
+            if worker is not None and worker.is_alive():
+                worker.jobs.put(None)
+                await asyncio.to_thread(worker.join)
+        self._reader = self._writer = None
+
+    def _submit(
+        self, worker: _Worker | None, fn: Callable[[sqlite3.Connection], T], raw: bool = False
+    ) -> concurrent.futures.Future[T]:
+        if worker is None:
+            raise StoreError(f"database {self.path} is closed")
+        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
+        worker.jobs.put(Job(fn, fut, raw))
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""
+        try:
+            return await asyncio.wrap_future(self._submit(self._writer, fn))
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    async def write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the writer connection outside any transaction of ours.
+
+        For statements that must not run in a transaction (VACUUM, wal_checkpoint) and for
+        code that manages its own (migrations).
+        """
+        try:
+            return await asyncio.wrap_future(self._submit(self._writer, fn, raw=True))
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the reader connection (autocommit: each statement is a snapshot)."""
+        try:
+            return await asyncio.wrap_future(self._submit(self._reader, fn))
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`write` for a thread that is not the event loop's (blocking)."""
+        try:
+            return self._submit(self._writer, fn).result()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return self._submit(self._reader, fn).result()
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None

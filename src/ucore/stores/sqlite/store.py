@@ -1,0 +1,710 @@
+"""The SQLite store: tasks, run history and nodes on one database file.
+
+Cross-process wake-up: SQLite has no NOTIFY, so :meth:`change_token` reads ``PRAGMA
+data_version`` on the reader connection — a counter SQLite bumps when another connection
+commits. A worker checks it about once a second (no query result, no disk read), so a CLI's
+submit or cancel reaches a service within a second at negligible idle cost.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ucore.stores.base import Store
+from ucore.stores.records import (
+    FireResult,
+    NewTask,
+    NodeRecord,
+    Outcome,
+    Priority,
+    Recovered,
+    RunRecord,
+    ScheduleState,
+    TaskFilter,
+    TaskRecord,
+    TaskState,
+    at,
+    from_ts,
+    to_ts,
+)
+from ucore.stores.sqlite.db import Database
+from ucore.stores.sqlite.schema import current_version, migrate
+
+_TASK_COLUMNS = (
+    "id, name, params, priority, origin, state, unique_key, attempts, failures, interruptions, "
+    "max_attempts, submitted_at, not_before, started_at, finished_at, progress, "
+    "progress_message, result, error, traceback, node_id, host, pid, lease_expires, "
+    "cancel_requested, run_id"
+)
+_RUN_COLUMNS = (
+    "id, task_id, task_name, attempt, node_id, host, pid, started_at, finished_at, duration, "
+    "outcome, result_summary, error"
+)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
+    return TaskRecord(
+        id=row[0],
+        name=row[1],
+        params=json.loads(row[2]),
+        priority=Priority(row[3]),
+        origin=row[4],
+        state=TaskState(row[5]),
+        unique_key=row[6],
+        attempts=row[7],
+        failures=row[8],
+        interruptions=row[9],
+        max_attempts=row[10],
+        submitted_at=at(row[11]),
+        not_before=from_ts(row[12]),
+        started_at=from_ts(row[13]),
+        finished_at=from_ts(row[14]),
+        progress=row[15],
+        progress_message=row[16],
+        result=_loads(row[17]),
+        error=row[18],
+        traceback=row[19],
+        node_id=row[20],
+        host=row[21],
+        pid=row[22],
+        lease_expires=from_ts(row[23]),
+        cancel_requested=bool(row[24]),
+        run_id=row[25],
+    )
+
+
+def run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        id=row[0],
+        task_id=row[1],
+        task_name=row[2],
+        attempt=row[3],
+        node_id=row[4],
+        host=row[5],
+        pid=row[6],
+        started_at=at(row[7]),
+        finished_at=from_ts(row[8]),
+        duration=row[9],
+        outcome=Outcome(row[10]) if row[10] else None,
+        result_summary=_loads(row[11]),
+        error=row[12],
+    )
+
+
+class SQLiteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
+        self.path = Path(path)
+        self.db = Database(self.path, synchronous=synchronous, busy_timeout=busy_timeout)
+
+    @property
+    def display_url(self) -> str:
+        return f"sqlite://{self.path}"
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def open(self) -> None:
+        await self.db.start()
+        try:
+            await self.db.read(lambda c: c.execute("SELECT count(*) FROM sqlite_master").fetchone())
+            await self.db.write_raw(lambda c: migrate(c, self.path))
+            await self.db.write_raw(lambda c: c.execute("PRAGMA optimize = 0x10002"))
+        except BaseException:
+            await self.db.stop()
+            raise
+
+    async def close(self) -> None:
+        await self.db.stop()
+
+    async def schema_version(self) -> int:
+        return await self.db.read(current_version)
+
+    async def change_token(self) -> int:
+        return await self.db.read(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
+
+    async def integrity_check(self) -> list[str]:
+        rows = await self.db.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    # -- tasks --------------------------------------------------------------------------
+    async def insert_task(self, task: NewTask) -> tuple[int, bool]:
+        return await self.db.write(lambda c: _insert_task(c, task))
+
+    async def get_task(self, task_id: int) -> TaskRecord | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+            ).fetchone()
+        )
+        return task_from_row(row) if row else None
+
+    async def list_tasks(self, flt: TaskFilter) -> list[TaskRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if flt.states:
+            where.append(f"state IN ({','.join('?' * len(flt.states))})")
+            args.extend(flt.states)
+        if flt.name:
+            where.append("name = ?")
+            args.append(flt.name)
+        if flt.ids:
+            where.append(f"id IN ({','.join('?' * len(flt.ids))})")
+            args.extend(flt.ids)
+        if flt.unique_key is not None:
+            where.append("unique_key = ?")
+            args.append(flt.unique_key)
+        sql = f"SELECT {_TASK_COLUMNS} FROM tasks"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(flt.limit)
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        return [task_from_row(r) for r in rows]
+
+    async def claim_task(
+        self,
+        *,
+        node_id: str,
+        host: str,
+        pid: int,
+        now: datetime,
+        lease_until: datetime,
+        min_priority: Priority = Priority.LOW,
+        task_id: int | None = None,
+        names: frozenset[str] | None = None,
+    ) -> TaskRecord | None:
+        now_ts, until_ts = to_ts(now), to_ts(lease_until)
+        cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
+        args: list[Any] = [now_ts, int(min_priority)]
+        if task_id is not None:
+            cond.append("id = ?")
+            args.append(task_id)
+        if names is not None:
+            if not names:
+                return None
+            cond.append(f"name IN ({','.join('?' * len(names))})")
+            args.extend(sorted(names))
+        pick = f"SELECT id FROM tasks WHERE {' AND '.join(cond)} ORDER BY priority DESC, id LIMIT 1"
+
+        def op(c: sqlite3.Connection) -> TaskRecord | None:
+            row = c.execute(pick, args).fetchone()
+            if row is None:
+                return None
+            tid = int(row[0])
+            attempt = (
+                int(c.execute("SELECT attempts FROM tasks WHERE id = ?", (tid,)).fetchone()[0]) + 1
+            )
+            name = c.execute("SELECT name FROM tasks WHERE id = ?", (tid,)).fetchone()[0]
+            run = c.execute(
+                "INSERT INTO task_runs "
+                "(task_id, task_name, attempt, node_id, host, pid, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (tid, name, attempt, node_id, host, pid, now_ts),
+            ).lastrowid
+            got = c.execute(
+                "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
+                "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
+                "progress = NULL, progress_message = NULL, cancel_requested = 0, run_id = ? "
+                f"WHERE id = ? AND state = 'pending' RETURNING {_TASK_COLUMNS}",
+                (attempt, now_ts, node_id, host, pid, until_ts, run, tid),
+            ).fetchone()
+            return task_from_row(got) if got else None
+
+        return await self.db.write(op)
+
+    async def renew_leases(self, node_id: str, task_ids: list[int], until: datetime) -> set[int]:
+        if not task_ids:
+            return set()
+        marks = ",".join("?" * len(task_ids))
+
+        def op(c: sqlite3.Connection) -> set[int]:
+            rows = c.execute(
+                f"UPDATE tasks SET lease_expires = ? WHERE id IN ({marks}) AND state = 'running' "
+                "AND node_id = ? RETURNING id",
+                (to_ts(until), *task_ids, node_id),
+            ).fetchall()
+            return {int(r[0]) for r in rows}
+
+        return await self.db.write(op)
+
+    async def set_progress(
+        self, task_id: int, run_id: int, fraction: float | None, message: str | None
+    ) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE tasks SET progress = ?, progress_message = ? "
+                "WHERE id = ? AND run_id = ? AND state = 'running'",
+                (fraction, message, task_id, run_id),
+            )
+        )
+
+    async def finish_run(
+        self,
+        task_id: int,
+        run_id: int,
+        *,
+        outcome: Outcome,
+        now: datetime,
+        next_state: TaskState,
+        not_before: datetime | None = None,
+        result: Any = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        add_failure: bool = False,
+        add_interruption: bool = False,
+    ) -> bool:
+        now_ts = to_ts(now)
+        result_json = None if result is None else dumps(result)
+
+        def op(c: sqlite3.Connection) -> bool:
+            return _finish(
+                c,
+                task_id,
+                run_id,
+                outcome=outcome.value,
+                now_ts=now_ts,
+                next_state=next_state.value,
+                not_before=to_ts(not_before),
+                result_json=result_json,
+                error=error,
+                traceback=traceback,
+                add_failure=add_failure,
+                add_interruption=add_interruption,
+            )
+
+        return await self.db.write(op)
+
+    async def request_cancel(self, task_id: int, now: datetime) -> TaskRecord | None:
+        now_ts = to_ts(now)
+
+        def op(c: sqlite3.Connection) -> TaskRecord | None:
+            c.execute(
+                "UPDATE tasks SET state = 'cancelled', finished_at = ?, "
+                "error = 'cancelled by user' WHERE id = ? AND state = 'pending'",
+                (now_ts, task_id),
+            )
+            c.execute(
+                "UPDATE tasks SET cancel_requested = 1 WHERE id = ? AND state = 'running'",
+                (task_id,),
+            )
+            row = c.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+            ).fetchone()
+            return task_from_row(row) if row else None
+
+        return await self.db.write(op)
+
+    async def cancel_requests(self, task_ids: list[int]) -> set[int]:
+        if not task_ids:
+            return set()
+        marks = ",".join("?" * len(task_ids))
+        rows = await self.db.read(
+            lambda c: c.execute(
+                f"SELECT id FROM tasks WHERE id IN ({marks}) AND cancel_requested = 1", task_ids
+            ).fetchall()
+        )
+        return {int(r[0]) for r in rows}
+
+    async def recover_expired(self, now: datetime, max_interruptions: int) -> list[Recovered]:
+        now_ts = to_ts(now)
+
+        def op(c: sqlite3.Connection) -> list[Recovered]:
+            rows = c.execute(
+                "SELECT id, run_id FROM tasks WHERE state = 'running' AND lease_expires < ?",
+                (now_ts,),
+            ).fetchall()
+            return _interrupt(
+                c, rows, now_ts, max_interruptions, "lease expired: its process stopped renewing it"
+            )
+
+        return await self.db.write(op)
+
+    async def recover_nodes(
+        self, node_ids: list[str], now: datetime, max_interruptions: int
+    ) -> list[Recovered]:
+        if not node_ids:
+            return []
+        now_ts = to_ts(now)
+        marks = ",".join("?" * len(node_ids))
+
+        def op(c: sqlite3.Connection) -> list[Recovered]:
+            rows = c.execute(
+                f"SELECT id, run_id FROM tasks WHERE state = 'running' AND node_id IN ({marks})",
+                node_ids,
+            ).fetchall()
+            return _interrupt(c, rows, now_ts, max_interruptions, "its process no longer exists")
+
+        return await self.db.write(op)
+
+    async def promote_task(self, task_id: int, priority: Priority) -> bool:
+        def op(c: sqlite3.Connection) -> bool:
+            cur = c.execute(
+                "UPDATE tasks SET priority = max(priority, ?) WHERE id = ? AND state = 'pending'",
+                (int(priority), task_id),
+            )
+            return cur.rowcount > 0
+
+        return await self.db.write(op)
+
+    async def next_due(self, now: datetime) -> datetime | None:
+        row = await self.db.read(
+            lambda c: c.execute(
+                "SELECT min(not_before) FROM tasks WHERE state = 'pending' AND not_before > ?",
+                (to_ts(now),),
+            ).fetchone()
+        )
+        return from_ts(row[0]) if row and row[0] is not None else None
+
+    async def list_runs(
+        self, *, task_id: int | None = None, name: str | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        where: list[str] = []
+        args: list[Any] = []
+        if task_id is not None:
+            where.append("task_id = ?")
+            args.append(task_id)
+        if name is not None:
+            where.append("task_name = ?")
+            args.append(name)
+        sql = f"SELECT {_RUN_COLUMNS} FROM task_runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        return [run_from_row(r) for r in rows]
+
+    # -- nodes --------------------------------------------------------------------------
+    async def register_node(self, node: NodeRecord) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "INSERT OR REPLACE INTO nodes (id, host, pid, role, started_at, heartbeat_at, "
+                "proc_started, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    node.id,
+                    node.host,
+                    node.pid,
+                    node.role,
+                    to_ts(node.started_at),
+                    to_ts(node.heartbeat_at),
+                    node.proc_started,
+                    dumps(node.info),
+                ),
+            )
+        )
+
+    async def heartbeat(self, node_id: str, now: datetime) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE nodes SET heartbeat_at = ? WHERE id = ?", (to_ts(now), node_id)
+            )
+        )
+
+    async def remove_nodes(self, node_ids: list[str]) -> None:
+        if not node_ids:
+            return
+        marks = ",".join("?" * len(node_ids))
+        await self.db.write(
+            lambda c: c.execute(f"DELETE FROM nodes WHERE id IN ({marks})", node_ids)
+        )
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT id, host, pid, role, started_at, heartbeat_at, proc_started, info "
+                "FROM nodes ORDER BY started_at"
+            ).fetchall()
+        )
+        return [
+            NodeRecord(
+                id=r[0],
+                host=r[1],
+                pid=r[2],
+                role=r[3],
+                started_at=at(r[4]),
+                heartbeat_at=at(r[5]),
+                proc_started=r[6],
+                info=json.loads(r[7]),
+            )
+            for r in rows
+        ]
+
+    # -- schedule state -----------------------------------------------------------------
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        rows = await self.db.read(
+            lambda c: c.execute(f"SELECT {_STATE_COLUMNS} FROM schedule_state").fetchall()
+        )
+        return {r[0]: _state_from_row(r) for r in rows}
+
+    async def init_schedule(
+        self,
+        name: str,
+        *,
+        nominal_next: datetime | None,
+        next_fire: datetime | None,
+        definition_hash: str,
+    ) -> ScheduleState:
+        def op(c: sqlite3.Connection) -> ScheduleState:
+            c.execute(
+                "INSERT OR IGNORE INTO schedule_state (name, nominal_next, next_fire, "
+                "definition_hash) VALUES (?, ?, ?, ?)",
+                (name, to_ts(nominal_next), to_ts(next_fire), definition_hash),
+            )
+            row = c.execute(
+                f"SELECT {_STATE_COLUMNS} FROM schedule_state WHERE name = ?", (name,)
+            ).fetchone()
+            return _state_from_row(row)
+
+        return await self.db.write(op)
+
+    async def fire_schedule(
+        self,
+        name: str,
+        *,
+        expected_next: datetime | None,
+        nominal_next: datetime | None,
+        next_fire: datetime | None,
+        now: datetime,
+        task: NewTask,
+    ) -> FireResult:
+        expected, now_ts = to_ts(expected_next), to_ts(now)
+
+        def op(c: sqlite3.Connection) -> FireResult:
+            row = c.execute(
+                "SELECT next_fire FROM schedule_state WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None or not _same_time(row[0], expected):
+                return FireResult(False, reason="taken")
+            running = _active_with_key(c, task.unique_key) if task.unique_key else None
+            if running is not None:
+                reason = f"previous run still pending or running: task {running}"
+                c.execute(
+                    "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, "
+                    "last_skip_at = ?, last_skip_reason = ? WHERE name = ?",
+                    (to_ts(nominal_next), to_ts(next_fire), now_ts, reason, name),
+                )
+                return FireResult(False, task_id=running, reason=reason)
+            task_id, _ = _insert_task(c, task)
+            c.execute(
+                "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, last_fire = ?, "
+                "last_task_id = ? WHERE name = ?",
+                (to_ts(nominal_next), to_ts(next_fire), now_ts, task_id, name),
+            )
+            return FireResult(True, task_id=task_id)
+
+        return await self.db.write(op)
+
+    async def advance_schedule(
+        self,
+        name: str,
+        *,
+        expected_next: datetime | None,
+        nominal_next: datetime | None,
+        next_fire: datetime | None,
+        skip_at: datetime | None = None,
+        skip_reason: str | None = None,
+    ) -> bool:
+        expected = to_ts(expected_next)
+
+        def op(c: sqlite3.Connection) -> bool:
+            row = c.execute(
+                "SELECT next_fire FROM schedule_state WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None or not _same_time(row[0], expected):
+                return False
+            c.execute(
+                "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, "
+                "last_skip_at = coalesce(?, last_skip_at), "
+                "last_skip_reason = coalesce(?, last_skip_reason) WHERE name = ?",
+                (to_ts(nominal_next), to_ts(next_fire), to_ts(skip_at), skip_reason, name),
+            )
+            return True
+
+        return await self.db.write(op)
+
+    async def reschedule(
+        self,
+        name: str,
+        *,
+        nominal_next: datetime | None,
+        next_fire: datetime | None,
+        definition_hash: str,
+    ) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, definition_hash = ? "
+                "WHERE name = ?",
+                (to_ts(nominal_next), to_ts(next_fire), definition_hash, name),
+            )
+        )
+
+    async def record_schedule_skip(self, name: str, at: datetime, reason: str) -> None:
+        await self.db.write(
+            lambda c: c.execute(
+                "UPDATE schedule_state SET last_skip_at = ?, last_skip_reason = ? WHERE name = ?",
+                (to_ts(at), reason, name),
+            )
+        )
+
+
+def _active_with_key(c: sqlite3.Connection, key: str) -> int | None:
+    row = c.execute(
+        "SELECT id FROM tasks WHERE unique_key = ? AND state IN ('pending', 'running')", (key,)
+    ).fetchone()
+    return int(row[0]) if row else None
+
+
+def _insert_task(c: sqlite3.Connection, task: NewTask) -> tuple[int, bool]:
+    if task.unique_key is not None:
+        existing = _active_with_key(c, task.unique_key)
+        if existing is not None:
+            return existing, False
+    cur = c.execute(
+        "INSERT INTO tasks (name, params, priority, origin, state, unique_key, "
+        "max_attempts, submitted_at, not_before) "
+        "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (
+            task.name,
+            dumps(task.params),
+            int(task.priority),
+            task.origin,
+            task.unique_key,
+            task.max_attempts,
+            to_ts(task.submitted_at),
+            to_ts(task.not_before),
+        ),
+    )
+    return int(cur.lastrowid or 0), True
+
+
+_STATE_COLUMNS = (
+    "name, nominal_next, next_fire, last_fire, last_task_id, last_skip_at, last_skip_reason, "
+    "definition_hash"
+)
+
+
+def _state_from_row(r: tuple[Any, ...]) -> ScheduleState:
+    return ScheduleState(
+        name=r[0],
+        nominal_next=from_ts(r[1]),
+        next_fire=from_ts(r[2]),
+        last_fire=from_ts(r[3]),
+        last_task_id=r[4],
+        last_skip_at=from_ts(r[5]),
+        last_skip_reason=r[6],
+        definition_hash=r[7],
+    )
+
+
+def _same_time(stored: float | None, expected: float | None) -> bool:
+    if stored is None or expected is None:
+        return stored is None and expected is None
+    return abs(stored - expected) < 1e-6
+
+
+def _finish(
+    c: sqlite3.Connection,
+    task_id: int,
+    run_id: int,
+    *,
+    outcome: str,
+    now_ts: float | None,
+    next_state: str,
+    not_before: float | None,
+    result_json: str | None,
+    error: str | None,
+    traceback: str | None,
+    add_failure: bool,
+    add_interruption: bool,
+) -> bool:
+    row = c.execute("SELECT started_at FROM task_runs WHERE id = ?", (run_id,)).fetchone()
+    finished = next_state not in ("pending", "running")
+    cur = c.execute(
+        "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
+        "traceback = ?, failures = failures + ?, interruptions = interruptions + ?, "
+        "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
+        "progress = CASE WHEN ? = 'pending' THEN NULL ELSE progress END, "
+        "progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE progress_message END "
+        "WHERE id = ? AND run_id = ? AND state = 'running'",
+        (
+            next_state,
+            now_ts if finished else None,
+            not_before,
+            result_json,
+            error,
+            traceback,
+            int(add_failure),
+            int(add_interruption),
+            next_state,
+            next_state,
+            task_id,
+            run_id,
+        ),
+    )
+    if cur.rowcount == 0:
+        return False
+    duration = None if row is None or now_ts is None else max(0.0, now_ts - row[0])
+    c.execute(
+        "UPDATE task_runs SET finished_at = ?, duration = ?, outcome = ?, result_summary = ?, "
+        "error = ? WHERE id = ?",
+        (now_ts, duration, outcome, result_json, error, run_id),
+    )
+    return True
+
+
+def _interrupt(
+    c: sqlite3.Connection,
+    rows: list[tuple[int, int | None]],
+    now_ts: float | None,
+    max_interruptions: int,
+    why: str,
+) -> list[Recovered]:
+    out = []
+    for task_id, run_id in rows:
+        count, name = c.execute(
+            "SELECT interruptions, name FROM tasks WHERE id = ?", (task_id,)
+        ).fetchone()
+        requeue = count + 1 < max_interruptions
+        error = (
+            f"interrupted: {why}"
+            if requeue
+            else (f"interrupted {count + 1} times (max_interruptions {max_interruptions}): {why}")
+        )
+        if run_id is None:
+            # running without an attempt row (should not happen): re-queue it all the same
+            c.execute(
+                "UPDATE tasks SET state = ?, error = ?, interruptions = interruptions + 1, "
+                "lease_expires = NULL, run_id = NULL WHERE id = ? AND state = 'running'",
+                ("pending" if requeue else "failed", error, task_id),
+            )
+            out.append(Recovered(task_id, name, requeue))
+            continue
+        _finish(
+            c,
+            task_id,
+            run_id,
+            outcome=Outcome.INTERRUPTED.value,
+            now_ts=now_ts,
+            next_state="pending" if requeue else "failed",
+            not_before=None,
+            result_json=None,
+            error=error,
+            traceback=None,
+            add_failure=False,
+            add_interruption=True,
+        )
+        out.append(Recovered(task_id, name, requeue))
+    return out

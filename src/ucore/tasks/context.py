@@ -1,0 +1,99 @@
+"""What a running handler gets: its parameters, progress, cancellation, a logger.
+
+The same context serves async handlers (on the event loop) and sync handlers (in a thread of
+their own). Everything here may be called from either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ucore.tasks.errors import TaskCancelled
+
+if TYPE_CHECKING:
+    from ucore.foundation.context import Context
+
+T = TypeVar("T")
+ProgressSink = Callable[[float | None, str | None], None]
+
+
+class TaskContext:
+    def __init__(
+        self,
+        *,
+        task_id: int,
+        name: str,
+        attempt: int,
+        params: Any,
+        origin: str,
+        app: Context,
+        loop: asyncio.AbstractEventLoop,
+        on_progress: ProgressSink,
+    ) -> None:
+        self.task_id = task_id
+        self.name = name
+        self.attempt = attempt
+        self.params = params
+        self.origin = origin
+        #: The process's shared context: config, clock, systems (``app.system("store")``).
+        self.app = app
+        self.log = logging.getLogger(f"ucore.task.{name}")
+        self._loop = loop
+        self._on_progress = on_progress
+        self._stop = threading.Event()
+        self._reason: str | None = None
+
+    # -- progress -----------------------------------------------------------------------
+    def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:
+        """Report progress: ``done`` of ``total`` units (fraction = done / total).
+
+        Without ``total``, ``done`` is taken as a fraction in [0, 1]. Subscribers in this
+        process see it at once; the store gets it at a bounded rate.
+        """
+        fraction = (done / total if total > 0 else 1.0) if total is not None else done
+        fraction = min(1.0, max(0.0, float(fraction)))
+        self._on_progress(fraction, message)
+
+    def message(self, text: str) -> None:
+        """Report what is happening without a fraction."""
+        self._on_progress(None, text)
+
+    # -- cancellation -------------------------------------------------------------------
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def stop_reason(self) -> str | None:
+        """``cancel``, ``timeout``, ``shutdown`` or ``lease``; None while nobody asked."""
+        return self._reason
+
+    def request_stop(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self._reason = reason
+            self._stop.set()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`TaskCancelled` when a stop was asked; call it often (< 1 s apart)."""
+        if self._stop.is_set():
+            raise TaskCancelled(self._reason or "cancel")
+
+    def wait(self, seconds: float) -> None:
+        """Sleep in a sync handler, waking at once (with TaskCancelled) on a stop request."""
+        if self._stop.wait(max(0.0, seconds)):
+            raise TaskCancelled(self._reason or "cancel")
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep in an async handler; a stop request cancels the handler's coroutine."""
+        self.check_cancelled()
+        await asyncio.sleep(seconds)
+        self.check_cancelled()
+
+    # -- reaching the event loop from a thread ------------------------------------------
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """From a sync handler's thread: run ``coro`` on the event loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()

@@ -1,0 +1,309 @@
+"""One attempt of one task: run the handler, watch time and stop requests, record the outcome.
+
+Async handlers run as asyncio tasks on the loop; sync handlers run in a thread of their own
+(never a shared pool, so a handler that ignores a stop cannot starve the others).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import traceback as tb
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from ucore.foundation.events import Event
+from ucore.stores.records import Outcome, TaskRecord, TaskState
+from ucore.tasks.context import TaskContext
+from ucore.tasks.errors import TaskCancelled
+from ucore.tasks.handlers import Registration
+
+if TYPE_CHECKING:
+    from ucore.tasks.system import TaskSystem
+
+log = logging.getLogger("ucore.tasks")
+
+#: How long a handler that was asked to stop (timeout) gets before it is abandoned.
+STOP_GRACE_SECONDS = 1.0
+
+
+def to_json(value: Any) -> Any:
+    """A handler's result as JSON data (pydantic models dumped); raises TypeError otherwise."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    json.dumps(value)
+    return value
+
+
+def task_event(kind: str, record: TaskRecord, **extra: Any) -> Event:
+    data: dict[str, Any] = {
+        "task_id": record.id,
+        "name": record.name,
+        "state": record.state.value,
+        "origin": record.origin,
+        "record": record,
+    }
+    data.update(extra)
+    return Event(kind, data)
+
+
+def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Execution:
+    def __init__(self, system: TaskSystem, record: TaskRecord, reg: Registration) -> None:
+        self.system = system
+        self.record = record
+        self.reg = reg
+        self.run_id = record.run_id or 0
+        self.loop = asyncio.get_running_loop()
+        self.ctx = TaskContext(
+            task_id=record.id,
+            name=record.name,
+            attempt=record.attempts,
+            params=record.params,
+            origin=record.origin,
+            app=system.ctx,
+            loop=self.loop,
+            on_progress=self._progress,
+        )
+        self.finished = asyncio.Event()
+        #: set once the outcome is written (or given up): later results are ignored
+        self.settled = False
+        self.final: TaskRecord | None = None
+        self._handler_task: asyncio.Future[Any] | None = None
+        self._latest: tuple[float | None, str | None] = (None, None)
+        self._last_write = float("-inf")
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._writes: set[asyncio.Task[None]] = set()
+
+    # -- stop requests --------------------------------------------------------------------
+    def stop(self, reason: str) -> None:
+        """Ask the handler to stop (cooperative for threads, task.cancel() for coroutines)."""
+        self.ctx.request_stop(reason)
+        task = self._handler_task
+        if task is not None and not task.done() and self.reg.is_async:
+            task.cancel()
+
+    # -- progress -------------------------------------------------------------------------
+    def _progress(self, fraction: float | None, message: str | None) -> None:
+        # any thread
+        if self.settled:
+            return
+        self._latest = (fraction, message)
+        self.system.ctx.events.publish_threadsafe(
+            task_event("task.progress", self.record, fraction=fraction, message=message)
+        )
+        try:
+            self.loop.call_soon_threadsafe(self._schedule_flush)
+        except RuntimeError:  # loop closed
+            pass
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None or self.settled:
+            return
+        interval = self.system.progress_interval
+        delay = max(0.0, self._last_write + interval - self.loop.time())
+        self._flush_handle = self.loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self.settled:
+            return
+        self._last_write = self.loop.time()
+        fraction, message = self._latest
+        write = asyncio.ensure_future(
+            self.system.store.set_progress(self.record.id, self.run_id, fraction, message)
+        )
+        self._writes.add(write)
+        write.add_done_callback(self._write_done)
+
+    def _write_done(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("progress of task %s not stored: %s", self.record.id, task.exception())
+
+    # -- running --------------------------------------------------------------------------
+    async def run(self) -> None:
+        rec = self.record
+        events = self.system.ctx.events
+        events.publish(task_event("task.started", rec))
+        log.info("task %s %s started (attempt %s)", rec.id, rec.name, rec.attempts)
+        outcome = Outcome.COMPLETED
+        state = TaskState.COMPLETED
+        result: Any = None
+        error: str | None = None
+        trace: str | None = None
+        add_failure = False
+        not_before = None
+        try:
+            self.ctx.params = self.reg.validate(rec.params)
+            result = to_json(await self._call())
+        except TaskCancelled as stop:
+            outcome, state, error = self._stopped(stop.reason)
+            add_failure = outcome is Outcome.TIMED_OUT
+        except asyncio.CancelledError:
+            if not self.ctx.stop_requested:
+                raise  # the worker itself is being torn down
+            outcome, state, error = self._stopped(self.ctx.stop_reason or "cancel")
+            add_failure = outcome is Outcome.TIMED_OUT
+        except Exception as exc:
+            outcome, state = Outcome.FAILED, TaskState.FAILED
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            trace = "".join(tb.format_exception(exc))
+            add_failure = True
+        if add_failure and rec.failures + 1 < rec.max_attempts:
+            state = TaskState.PENDING
+            delay = self.reg.backoff(rec.failures + 1)
+            not_before = self.system.clock.now() + timedelta(seconds=delay)
+        if self.ctx.stop_reason == "lease":
+            log.warning("task %s lost its lease; its outcome is not recorded here", rec.id)
+            self._settle(None)
+            return
+        await self._record(
+            outcome=outcome,
+            state=state,
+            result=result,
+            error=error,
+            trace=trace,
+            add_failure=add_failure,
+            not_before=not_before,
+        )
+
+    def _stopped(self, reason: str) -> tuple[Outcome, TaskState, str]:
+        if reason == "timeout":
+            return Outcome.TIMED_OUT, TaskState.TIMED_OUT, f"timed out after {self.reg.timeout:g} s"
+        if reason == "shutdown":
+            return Outcome.INTERRUPTED, TaskState.PENDING, "interrupted: the process shut down"
+        if reason == "lease":
+            return Outcome.INTERRUPTED, TaskState.PENDING, "interrupted: lease lost"
+        return Outcome.CANCELLED, TaskState.CANCELLED, "cancelled by user"
+
+    async def _call(self) -> Any:
+        if self.reg.is_async:
+            self._handler_task = asyncio.ensure_future(self.reg.fn(self.ctx))
+        else:
+            self._handler_task = self._start_thread()
+        task = self._handler_task
+        # a handler abandoned (timeout, shutdown) may end later with an exception nobody
+        # reads: mark it read, or asyncio logs "exception was never retrieved" at collection
+        task.add_done_callback(_mark_retrieved)
+        if self.ctx.stop_requested:  # asked before it started
+            self.stop(self.ctx.stop_reason or "cancel")
+        done, _ = await asyncio.wait({task}, timeout=self.reg.timeout)
+        if not done:
+            self.stop("timeout")
+            await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            if not task.done():
+                log.warning("task %s ignored its timeout; abandoned", self.record.id)
+            raise TaskCancelled("timeout")
+        return task.result()
+
+    def _start_thread(self) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self.loop.create_future()
+
+        def deliver(ok: bool, value: Any) -> None:
+            if fut.done():
+                return
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+        def target() -> None:
+            try:
+                value = self.reg.fn(self.ctx)
+                ok = True
+            except BaseException as exc:
+                value, ok = exc, False
+            try:
+                self.loop.call_soon_threadsafe(deliver, ok, value)
+            except RuntimeError:
+                pass  # loop closed: the process is going away
+
+        thread = threading.Thread(
+            target=target, name=f"task-{self.record.id}-{self.record.name}", daemon=True
+        )
+        thread.start()
+        return fut
+
+    async def _record(
+        self,
+        *,
+        outcome: Outcome,
+        state: TaskState,
+        result: Any,
+        error: str | None,
+        trace: str | None,
+        add_failure: bool,
+        not_before: Any,
+    ) -> None:
+        if self.settled:
+            return
+        if self._cancel_flush():
+            # the last progress report was still waiting for its turn: store it first
+            with contextlib.suppress(Exception):
+                await self.system.store.set_progress(self.record.id, self.run_id, *self._latest)
+        rec = self.record
+        ok = await self.system.store.finish_run(
+            rec.id,
+            self.run_id,
+            outcome=outcome,
+            now=self.system.clock.now(),
+            next_state=state,
+            not_before=not_before,
+            result=result,
+            error=error,
+            traceback=trace,
+            add_failure=add_failure,
+        )
+        final = await self.system.store.get_task(rec.id) if ok else None
+        self._settle(final)
+        level = logging.INFO if outcome is Outcome.COMPLETED else logging.WARNING
+        log.log(
+            level, "task %s %s %s%s", rec.id, rec.name, outcome.value, f": {error}" if error else ""
+        )
+        if final is not None:
+            self.system.ctx.events.publish(
+                task_event("task.finished", final, outcome=outcome.value)
+            )
+
+    async def interrupt(self, why: str) -> None:
+        """Record this attempt interrupted and re-queue the task (shutdown after the grace)."""
+        if self.settled:
+            return
+        self._cancel_flush()
+        ok = await self.system.store.finish_run(
+            self.record.id,
+            self.run_id,
+            outcome=Outcome.INTERRUPTED,
+            now=self.system.clock.now(),
+            next_state=TaskState.PENDING,
+            error=f"interrupted: {why}",
+        )
+        final = await self.system.store.get_task(self.record.id) if ok else None
+        self._settle(final)
+        if final is not None:
+            self.system.ctx.events.publish(
+                task_event("task.finished", final, outcome=Outcome.INTERRUPTED.value)
+            )
+
+    def _cancel_flush(self) -> bool:
+        """Drop a scheduled progress write; True when one was pending."""
+        if self._flush_handle is None:
+            return False
+        self._flush_handle.cancel()
+        self._flush_handle = None
+        return True
+
+    def _settle(self, final: TaskRecord | None) -> None:
+        self.settled = True
+        self.final = final
+        self.finished.set()

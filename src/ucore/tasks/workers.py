@@ -1,0 +1,232 @@
+"""The worker pool of a process: claims due tasks into free slots and keeps their leases.
+
+Wake-ups: a submit or cancel in this process wakes the claim loop at once (an asyncio event).
+Another process's commit is noticed through the store's change token (SQLite: ``PRAGMA
+data_version``), read once a second when idle and twice a second while tasks run — the only
+idle wake-up. Claiming happens only when something may have changed: a local wake, a new
+change token, a freed slot, or a delayed task coming due.
+
+Housekeeping every few seconds: heartbeat, lease renewal of the running tasks, and (service
+role) recovery of tasks whose lease expired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from ucore.stores.records import Priority, TaskRecord
+from ucore.tasks.execution import Execution
+from ucore.tasks.nodes import HEARTBEAT_SECONDS, dead_local_nodes
+
+if TYPE_CHECKING:
+    from ucore.tasks.system import TaskSystem
+
+log = logging.getLogger("ucore.tasks")
+
+IDLE_POLL_SECONDS = 1.0
+BUSY_POLL_SECONDS = 0.5
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        system: TaskSystem,
+        *,
+        slots: int,
+        low_slots: int,
+        only_ids: set[int] | None = None,
+        recover: bool = True,
+    ) -> None:
+        self.system = system
+        self.slots = slots
+        self.low_slots = low_slots
+        #: runner mode: claim only these ids
+        self.only_ids = only_ids
+        self.recover = recover
+        self.running: dict[int, Execution] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exec_tasks: set[asyncio.Task[None]] = set()
+        self._token: int | None = None
+        self._due_at: float | None = None  # loop time when a delayed task comes due
+
+    # -- control ------------------------------------------------------------------------
+    async def start(self) -> None:
+        if self.recover:
+            await self.recover_now(at_start=True)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="ucore-claim-loop"),
+            asyncio.create_task(self._housekeeping_loop(), name="ucore-housekeeping"),
+        ]
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop_task(self, task_id: int, reason: str) -> bool:
+        ex = self.running.get(task_id)
+        if ex is None:
+            return False
+        ex.stop(reason)
+        return True
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming, ask running tasks to stop, wait ``grace`` s, interrupt the rest."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        executions = list(self.running.values())
+        for ex in executions:
+            ex.stop("shutdown")
+        if executions:
+            waits = [asyncio.ensure_future(ex.finished.wait()) for ex in executions]
+            _, pending = await asyncio.wait(waits, timeout=grace)
+            for w in pending:
+                w.cancel()
+        for ex in executions:
+            if not ex.settled:
+                log.warning("task %s did not stop within %s s; re-queued", ex.record.id, grace)
+                await ex.interrupt("the process shut down before the task stopped")
+        for task in list(self._exec_tasks):
+            task.cancel()
+        for task in list(self._exec_tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- claiming -----------------------------------------------------------------------
+    def _min_priority(self) -> Priority:
+        low_running = sum(1 for ex in self.running.values() if ex.record.priority <= Priority.LOW)
+        return Priority.NORMAL if low_running >= self.low_slots else Priority.LOW
+
+    async def _fill_slots(self) -> None:
+        sys = self.system
+        while not self._stopping and len(self.running) < self.slots:
+            ids = self.only_ids
+            if ids is not None and not (ids - set(self.running)):
+                return
+            now = sys.clock.now()
+            record = None
+            # runner mode: try each of its ids (one that finished must not hide the others)
+            for task_id in sorted(ids - set(self.running)) if ids is not None else [None]:
+                record = await sys.store.claim_task(
+                    node_id=sys.ctx.node_id,
+                    host=sys.ctx.host,
+                    pid=sys.ctx.pid,
+                    now=now,
+                    lease_until=now + timedelta(seconds=sys.lease_seconds),
+                    min_priority=self._min_priority(),
+                    task_id=task_id,
+                    names=sys.handlers.names(),
+                )
+                if record is not None:
+                    break
+            if record is None:
+                nxt = await sys.store.next_due(now)
+                loop = asyncio.get_running_loop()
+                self._due_at = (
+                    None if nxt is None else loop.time() + max(0.0, (nxt - now).total_seconds())
+                )
+                return
+            self._launch(record)
+
+    def _launch(self, record: TaskRecord) -> None:
+        reg = self.system.handlers.get(record.name)
+        ex = Execution(self.system, record, reg)
+        self.running[record.id] = ex
+        task = asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}")
+        self._exec_tasks.add(task)
+        task.add_done_callback(self._exec_tasks.discard)
+
+    async def _run(self, ex: Execution) -> None:
+        try:
+            await ex.run()
+        except Exception:
+            log.exception("task %s: recording its outcome failed", ex.record.id)
+        finally:
+            self.running.pop(ex.record.id, None)
+            ex.finished.set()
+            self._wake.set()  # a slot is free
+
+    async def _claim_loop(self) -> None:
+        store = self.system.store
+        loop = asyncio.get_running_loop()
+        need_claim = True
+        while not self._stopping:
+            try:
+                if need_claim:
+                    await self._fill_slots()
+                timeout = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
+                if self._due_at is not None:
+                    timeout = max(0.0, min(timeout, self._due_at - loop.time()))
+                need_claim = False
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    need_claim = True
+                self._wake.clear()
+                token = await store.change_token()
+                if token != self._token:
+                    self._token = token
+                    need_claim = True
+                    if self.running:
+                        for task_id in await store.cancel_requests(list(self.running)):
+                            self.stop_task(task_id, "cancel")
+                if self._due_at is not None and loop.time() >= self._due_at:
+                    self._due_at = None
+                    need_claim = True
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("worker loop: %s; retrying in 1 s", exc)
+                need_claim = True
+                await asyncio.sleep(1.0)
+
+    # -- housekeeping -------------------------------------------------------------------
+    async def _housekeeping_loop(self) -> None:
+        sys = self.system
+        period = min(HEARTBEAT_SECONDS, sys.lease_seconds / 3)
+        rounds = 0
+        while not self._stopping:
+            await asyncio.sleep(period)
+            rounds += 1
+            try:
+                now = sys.clock.now()
+                await sys.store.heartbeat(sys.ctx.node_id, now)
+                if self.running:
+                    # only the ids asked about: a task claimed while this renewal is on its
+                    # way is not in the answer and has not lost its lease
+                    asked = list(self.running)
+                    held = await sys.store.renew_leases(
+                        sys.ctx.node_id, asked, now + timedelta(seconds=sys.lease_seconds)
+                    )
+                    for task_id in set(asked) - held:
+                        self.stop_task(task_id, "lease")
+                if self.recover and rounds % 2 == 0:
+                    await self.recover_now()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("housekeeping: %s", exc)
+
+    async def recover_now(self, *, at_start: bool = False) -> int:
+        """Re-queue tasks of dead processes of this host and tasks with expired leases."""
+        sys = self.system
+        now = sys.clock.now()
+        nodes = await sys.store.list_nodes()
+        dead = dead_local_nodes(nodes, sys.ctx.host, sys.ctx.node_id)
+        recovered = await sys.store.recover_nodes(dead, now, sys.max_interruptions)
+        if dead:
+            await sys.store.remove_nodes(dead)
+        recovered += await sys.store.recover_expired(now, sys.max_interruptions)
+        for r in recovered:
+            what = "re-queued" if r.requeued else "failed (too many interruptions)"
+            log.warning("task %s %s was interrupted; %s", r.task_id, r.name, what)
+        if recovered:
+            self._wake.set()
+        return len(recovered)

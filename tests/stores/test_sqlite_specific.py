@@ -1,0 +1,582 @@
+"""SQLite-only rules of DESIGN.md §2: pragmas, file mode, migrations, errors, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ucore.stores.base import StoreError, StoreLockedError
+from ucore.stores.migrations import LATEST_SQLITE, SQLITE, Migration
+from ucore.stores.records import NewTask, NodeRecord, Priority, TaskFilter
+from ucore.stores.sqlite.schema import migrate
+from ucore.stores.sqlite.store import SQLiteStore
+
+NOW = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+POSIX = os.name == "posix"
+
+
+def task(name: str = "job", **params: Any) -> NewTask:
+    return NewTask(name, dict(params), Priority.NORMAL, "api", NOW)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "ucore.db"
+
+
+@pytest.fixture
+async def sqlite_store(db_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = SQLiteStore(db_path)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def make_db(path: Path, tasks: int = 0, **kw: Any) -> None:
+    """An up-to-date database holding ``tasks`` tasks."""
+    store = SQLiteStore(path, **kw)
+    await store.open()
+    try:
+        for i in range(tasks):
+            await store.insert_task(task(f"t{i}", payload="x" * 100))
+    finally:
+        await store.close()
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None)
+
+
+def query(path: Path, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = raw(path)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def files(folder: Path, pattern: str) -> list[Path]:
+    return sorted(folder.glob(pattern))
+
+
+def put(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
+
+
+def get(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc)
+    assert text
+    assert "\n" not in text
+    assert "Traceback" not in text
+    return text
+
+
+# -- pragmas and file --------------------------------------------------------------------
+
+
+def _pragmas(conn: sqlite3.Connection) -> tuple[str, int, int]:
+    return (
+        conn.execute("PRAGMA journal_mode").fetchone()[0],
+        conn.execute("PRAGMA synchronous").fetchone()[0],
+        conn.execute("PRAGMA busy_timeout").fetchone()[0],
+    )
+
+
+async def test_wal_and_synchronous_full_by_default(sqlite_store: SQLiteStore) -> None:
+    reader = await sqlite_store.db.read(_pragmas)
+    writer = await sqlite_store.db.write_raw(_pragmas)
+    for mode, sync, busy in (reader, writer):
+        assert mode.lower() == "wal"
+        assert sync == 2  # FULL
+        assert busy == 5000
+
+
+async def test_synchronous_normal_when_asked(db_path: Path) -> None:
+    store = SQLiteStore(db_path, synchronous="NORMAL", busy_timeout=0.2)
+    await store.open()
+    try:
+        for mode, sync, busy in (
+            await store.db.read(_pragmas),
+            await store.db.write_raw(_pragmas),
+        ):
+            assert mode.lower() == "wal"
+            assert sync == 1  # NORMAL
+            assert busy == 200
+    finally:
+        await store.close()
+
+
+@pytest.mark.skipif(not POSIX, reason="file modes are POSIX")
+async def test_database_file_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "ucore.db"
+    store = SQLiteStore(path)
+    await store.open()
+    try:
+        await store.insert_task(task())
+        assert path.stat().st_mode & 0o777 == 0o600
+        wal = path.with_name(path.name + "-wal")
+        if wal.exists():
+            assert wal.stat().st_mode & 0o077 == 0
+        assert path.parent.stat().st_mode & 0o077 == 0  # created 0700
+    finally:
+        await store.close()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- migrations --------------------------------------------------------------------------
+
+
+def schema_of(path: Path) -> list[tuple[Any, ...]]:
+    """The schema, normalised: objects with whitespace-collapsed SQL, and each table's
+    columns and indexes as SQLite reports them."""
+    conn = raw(path)
+    try:
+        objects = conn.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master "
+            "WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name"
+        ).fetchall()
+        out: list[tuple[Any, ...]] = [
+            (kind, name, table, re.sub(r"\s+", " ", sql or "").strip())
+            for kind, name, table, sql in objects
+        ]
+        for kind, name, _, _ in objects:
+            if kind == "table":
+                out.append(
+                    ("columns", name, conn.execute(f"PRAGMA table_info('{name}')").fetchall())
+                )
+                out.append(
+                    (
+                        "indexes",
+                        name,
+                        sorted(conn.execute(f"PRAGMA index_list('{name}')").fetchall()),
+                    )
+                )
+        return out
+    finally:
+        conn.close()
+
+
+#: Columns whose values must be valid for the records (enums); any table, by column name.
+VALID_VALUES: dict[str, Any] = {"priority": 20, "state": "completed", "outcome": "completed"}
+
+
+def fill_every_table(conn: sqlite3.Connection, step: int) -> None:
+    """Put a row in every user table, whatever its columns (so each later migration runs
+    over data). TEXT gets JSON (valid for the JSON columns), numbers get numbers, and the
+    enum columns of ``VALID_VALUES`` a valid value."""
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite_%' AND name != 'schema_migrations'"
+        )
+    ]
+    for table in tables:
+        cols = conn.execute(f"PRAGMA table_info('{table}')").fetchall()
+        names, values = [], []
+        for _, col, declared, _notnull, _default, pk in cols:
+            decl = (declared or "").upper()
+            if pk and "INT" in decl:
+                continue  # rowid
+            if col in VALID_VALUES:
+                value: Any = VALID_VALUES[col]
+            elif "INT" in decl:
+                value = step
+            elif "REAL" in decl or "FLOA" in decl or "DOUB" in decl:
+                value = 1_900_000_000.5 + step
+            elif pk:
+                value = f"{table}-{step}"
+            else:
+                value = "{}"
+            names.append(col)
+            values.append(value)
+        marks = ",".join("?" * len(values))
+        conn.execute(f"INSERT INTO {table} ({','.join(names)}) VALUES ({marks})", values)
+
+
+def test_migrations_are_numbered_in_order() -> None:
+    versions = [m.version for m in SQLITE]
+    assert versions == list(range(1, len(SQLITE) + 1))
+    assert versions[-1] == LATEST_SQLITE
+
+
+async def test_fresh_database_is_at_the_latest_version(sqlite_store: SQLiteStore) -> None:
+    assert await sqlite_store.schema_version() == LATEST_SQLITE
+    rows = query(sqlite_store.path, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [r[0] for r in rows] == [m.version for m in SQLITE]
+
+
+@pytest.mark.parametrize("start", [m.version for m in SQLITE])
+async def test_migrating_step_by_step_gives_the_fresh_schema(tmp_path: Path, start: int) -> None:
+    """From each released version, with data in every table, one migration at a time up to
+    the latest, then the store's own open: the schema equals a fresh install's."""
+    fresh = tmp_path / "fresh.db"
+    await make_db(fresh)
+
+    old = tmp_path / "old.db"
+    conn = raw(old)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        assert migrate(conn, old, target=start) == list(range(1, start + 1))
+        fill_every_table(conn, start)
+        for m in SQLITE:
+            if m.version <= start:
+                continue
+            assert migrate(conn, old, target=m.version) == [m.version]
+            fill_every_table(conn, m.version)
+        assert migrate(conn, old) == []  # nothing left
+    finally:
+        conn.close()
+    if start < LATEST_SQLITE:
+        assert files(tmp_path, f"old.db.pre-v{start + 1}-*.bak")
+
+    store = SQLiteStore(old)
+    await store.open()  # finds nothing to do, and reads the migrated data
+    try:
+        assert await store.schema_version() == LATEST_SQLITE
+        assert await store.integrity_check() == []
+        assert len(await store.list_tasks(TaskFilter(limit=1000))) == len(SQLITE) - start + 1
+        await store.list_nodes()
+        await store.list_runs()
+        await store.insert_task(task())
+    finally:
+        await store.close()
+    assert schema_of(old) == schema_of(fresh)
+    versions = query(old, "SELECT version FROM schema_migrations ORDER BY version")
+    assert [v for (v,) in versions] == [m.version for m in SQLITE]
+
+
+async def test_no_backup_for_a_fresh_database(tmp_path: Path, db_path: Path) -> None:
+    await make_db(db_path, tasks=1)
+    await make_db(db_path)  # opening an up-to-date database migrates nothing
+    assert files(tmp_path, "*.bak") == []
+
+
+async def test_backup_before_migrating_a_database_with_data(tmp_path: Path, db_path: Path) -> None:
+    await make_db(db_path, tasks=3)
+    nxt = LATEST_SQLITE + 1
+    extended = [*SQLITE, Migration(nxt, "test only", "CREATE TABLE test_extra (x INTEGER)")]
+    conn = raw(db_path)
+    try:
+        assert migrate(conn, db_path, extended) == [nxt]
+    finally:
+        conn.close()
+    (backup,) = files(tmp_path, f"ucore.db.pre-v{nxt}-*.bak")
+    if POSIX:
+        assert backup.stat().st_mode & 0o777 == 0o600
+    # the backup is the database as it was: before the migration, with its data
+    assert query(backup, "SELECT max(version) FROM schema_migrations") == [(LATEST_SQLITE,)]
+    assert query(backup, "SELECT count(*) FROM tasks") == [(3,)]
+    assert query(backup, "SELECT name FROM sqlite_master WHERE name = 'test_extra'") == []
+    assert query(db_path, "SELECT max(version) FROM schema_migrations") == [(nxt,)]
+
+
+async def test_a_newer_schema_is_refused(db_path: Path) -> None:
+    await make_db(db_path, tasks=1)
+    conn = raw(db_path)
+    conn.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'x', 0)")
+    conn.close()
+    store = SQLiteStore(db_path)
+    with pytest.raises(StoreError) as info:
+        await store.open()
+    text = one_line(info.value).lower()
+    assert "newer" in text
+    assert "upgrade" in text
+    assert "999" in text
+    # refused, not changed
+    assert query(db_path, "SELECT max(version) FROM schema_migrations") == [(999,)]
+    assert store.db._writer is None and store.db._reader is None
+
+
+_OPENER = r"""
+import asyncio, os, sys, time
+from pathlib import Path
+from ucore.stores.sqlite.store import SQLiteStore
+
+path, go = Path(sys.argv[1]), Path(sys.argv[2])
+print("ready", flush=True)
+deadline = time.monotonic() + 20
+while not go.exists() and time.monotonic() < deadline:
+    time.sleep(0.001)
+
+async def main():
+    store = SQLiteStore(path)
+    await store.open()
+    version = await store.schema_version()
+    await store.close()
+    print("opened", version, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_processes_starting_together_migrate_once(tmp_path: Path, db_path: Path) -> None:
+    go = tmp_path / "go"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, str(db_path), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(6)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+        go.touch()
+        outputs = [p.communicate(timeout=60) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+        assert out.strip() == f"opened {LATEST_SQLITE}"
+    rows = query(db_path, "SELECT version, count(*) FROM schema_migrations GROUP BY version")
+    assert rows == [(m.version, 1) for m in SQLITE]
+    assert files(tmp_path, "*.bak") == []
+
+
+# -- damaged, unreadable, locked ---------------------------------------------------------
+
+
+async def open_and_read(path: Path, **kw: Any) -> None:
+    """Open the database and read everything a start reads."""
+    store = SQLiteStore(path, **kw)
+    await store.open()
+    try:
+        await store.list_tasks(TaskFilter(limit=100_000))
+        await store.list_runs(limit=100_000)
+        problems = await store.integrity_check()
+        if problems:
+            raise StoreError(f"integrity check: {problems[0]}")
+    finally:
+        await store.close()
+
+
+async def test_random_bytes_are_refused(db_path: Path) -> None:
+    put(db_path, os.urandom(16384))
+    with pytest.raises(StoreError) as info:
+        await open_and_read(db_path)
+    assert "damaged" in one_line(info.value) or "not a" in str(info.value)
+
+
+async def test_a_text_file_is_refused(db_path: Path) -> None:
+    put(db_path, b"This is not a database.\n" * 200)
+    with pytest.raises(StoreError) as info:
+        await open_and_read(db_path)
+    one_line(info.value)
+    assert get(db_path).startswith(b"This is not a database.")  # left as it was
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.1, 50 / 4096])
+async def test_a_truncated_database_is_refused(db_path: Path, keep: float) -> None:
+    await make_db(db_path, tasks=300)
+    data = get(db_path)
+    assert not files(db_path.parent, "*-wal")  # all in the main file
+    put(db_path, data[: max(1, int(len(data) * keep))])
+    with pytest.raises(StoreError) as info:
+        await open_and_read(db_path)
+    one_line(info.value)
+
+
+async def test_a_directory_as_database_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError) as info:
+        await open_and_read(tmp_path)
+    one_line(info.value)
+
+
+async def test_a_path_under_a_file_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(StoreError) as info:
+        await open_and_read(blocker / "sub" / "ucore.db")
+    one_line(info.value)
+
+
+@pytest.mark.skipif(not POSIX or os.geteuid() == 0, reason="needs POSIX and a non-root user")
+async def test_an_unreadable_directory_is_refused(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        with pytest.raises(StoreError) as info:
+            await open_and_read(locked / "ucore.db")
+        one_line(info.value)
+    finally:
+        locked.chmod(0o700)
+
+
+async def test_a_write_while_another_process_holds_the_lock(db_path: Path) -> None:
+    await make_db(db_path, tasks=1)
+    store = SQLiteStore(db_path, busy_timeout=0.2)
+    await store.open()
+    other = raw(db_path)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        start = time.monotonic()
+        with pytest.raises(StoreLockedError) as info:
+            await store.insert_task(task("blocked"))
+        elapsed = time.monotonic() - start
+        assert 0.15 <= elapsed < 5
+        assert "locked" in one_line(info.value)
+        # WAL: reading still works while another connection writes
+        assert len(await store.list_tasks(TaskFilter())) == 1
+        other.execute("ROLLBACK")
+        # and the store works again once the lock is gone
+        task_id, created = await store.insert_task(task("after"))
+        assert created
+        assert (await store.get_task(task_id)) is not None
+    finally:
+        other.close()
+        await store.close()
+
+
+# -- group commit ------------------------------------------------------------------------
+
+
+class Statements:
+    """Counts the statements the writer connection runs."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        writer = store.db._writer
+        assert writer is not None and writer.conn is not None
+        self.conn = writer.conn
+        self.seen: list[str] = []
+        self.conn.set_trace_callback(self.seen.append)
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for s in self.seen if s.strip().upper().startswith(prefix))
+
+    def stop(self) -> None:
+        self.conn.set_trace_callback(None)
+
+
+async def test_group_commit(sqlite_store: SQLiteStore) -> None:
+    trace = Statements(sqlite_store)
+    try:
+        results = await asyncio.gather(
+            *(sqlite_store.insert_task(task(f"t{i}", i=i)) for i in range(500))
+        )
+    finally:
+        trace.stop()
+    ids = [task_id for task_id, created in results if created]
+    assert len(set(ids)) == 500
+    listed = await sqlite_store.list_tasks(TaskFilter(limit=1000))
+    assert len(listed) == 500
+    assert {x.params["i"] for x in listed} == set(range(500))
+    commits = trace.count("COMMIT")
+    assert 1 <= commits <= 50, commits  # far fewer commits than writes
+    assert trace.count("BEGIN") == commits
+
+
+async def run_grouped(
+    store: SQLiteStore, fns: list[Callable[[sqlite3.Connection], Any]]
+) -> tuple[list[Any], int]:
+    """Run ``fns`` as writes queued while the writer is busy, so that they form one group;
+    returns their results (or exceptions) and the number of commits they took."""
+    started, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert release.wait(10)
+
+    blocker = asyncio.create_task(store.db.write(hold))
+    assert await asyncio.to_thread(started.wait, 10)
+    trace = Statements(store)
+    try:
+        jobs = [asyncio.create_task(store.db.write(fn)) for fn in fns]
+        await asyncio.sleep(0.05)  # every job is queued behind the blocker
+        release.set()
+        await blocker
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+    finally:
+        trace.stop()
+    return results, trace.count("COMMIT") - 1  # the blocker's own commit
+
+
+def insert_name(
+    name: str, fail: BaseException | None = None
+) -> Callable[[sqlite3.Connection], Any]:
+    def fn(conn: sqlite3.Connection) -> int:
+        cur = conn.execute(
+            "INSERT INTO tasks (name, params, priority, origin, state, submitted_at) "
+            "VALUES (?, '{}', 20, 'api', 'pending', 0)",
+            (name,),
+        )
+        if fail is not None:
+            raise fail
+        return int(cur.lastrowid or 0)
+
+    return fn
+
+
+async def names_in(store: SQLiteStore) -> set[str]:
+    return {x.name for x in await store.list_tasks(TaskFilter(limit=1000))}
+
+
+async def test_a_failing_write_does_not_undo_its_group(sqlite_store: SQLiteStore) -> None:
+    fns = [
+        insert_name("good-1"),
+        insert_name("bad-1", RuntimeError("boom")),
+        insert_name("good-2"),
+        insert_name("bad-2", sqlite3.IntegrityError("constraint")),
+        insert_name("good-3"),
+    ]
+    results, commits = await run_grouped(sqlite_store, fns)
+    assert commits == 1  # one group
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[2], int)
+    assert isinstance(results[3], StoreError)  # SQLite errors become StoreError
+    assert isinstance(results[4], int)
+    assert await names_in(sqlite_store) == {"good-1", "good-2", "good-3"}
+
+
+async def test_a_failing_write_alone_leaves_nothing_behind(sqlite_store: SQLiteStore) -> None:
+    with pytest.raises(RuntimeError):
+        await sqlite_store.db.write(insert_name("bad", RuntimeError("boom")))
+    assert await names_in(sqlite_store) == set()
+    await sqlite_store.db.write(insert_name("good"))
+    assert await names_in(sqlite_store) == {"good"}
+
+
+async def test_store_methods_mixed_in_one_group(sqlite_store: SQLiteStore) -> None:
+    """Many different writes at once (the service's real load) all land."""
+    await sqlite_store.register_node(NodeRecord("n", "h", 1, "service", NOW, NOW))
+    ops = []
+    for i in range(100):
+        ops.append(sqlite_store.insert_task(task(f"m{i}")))
+        ops.append(sqlite_store.heartbeat("n", NOW))
+    await asyncio.gather(*ops)
+    claims = await asyncio.gather(
+        *(
+            sqlite_store.claim_task(node_id="n", host="h", pid=1, now=NOW, lease_until=NOW)
+            for _ in range(120)
+        )
+    )
+    assert len({c.id for c in claims if c is not None}) == 100
+    assert await sqlite_store.integrity_check() == []
