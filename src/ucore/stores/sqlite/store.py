@@ -631,6 +631,15 @@ def _finish(
     add_interruption: bool,
 ) -> bool:
     row = c.execute("SELECT started_at FROM task_runs WHERE id = ?", (run_id,)).fetchone()
+    task_error = error
+    if next_state == "pending":
+        # a user's cancel wins over a retry or a re-queue after an interruption
+        asked = c.execute(
+            "SELECT cancel_requested FROM tasks WHERE id = ? AND run_id = ?", (task_id, run_id)
+        ).fetchone()
+        if asked and asked[0]:
+            next_state, not_before, outcome = "cancelled", None, "cancelled"
+            task_error = error = "cancelled by user"
     finished = next_state not in ("pending", "running")
     cur = c.execute(
         "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
@@ -644,7 +653,7 @@ def _finish(
             now_ts if finished else None,
             not_before,
             result_json,
-            error,
+            task_error,
             traceback,
             int(add_failure),
             int(add_interruption),
