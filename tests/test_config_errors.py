@@ -227,7 +227,7 @@ BAD_CONFIGS: list[tuple[str, Any, list[str]]] = [
     (
         "timezone-without-cron",
         sched({"cache_cleanup": {"interval_hours": 1, "timezone": "UTC"}}),
-        [f"{CC}: timezone applies to a cron trigger only"],
+        [f"{CC}: timezone applies to a cron trigger or a window only"],
     ),
     # windows
     (

@@ -68,9 +68,15 @@ Registrar = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None
 
 
 def _registrars() -> list[Registrar]:
-    from ucore.cli import config_cmd, run_cmd, status_cmd, tasks_cmd
+    from ucore.cli import config_cmd, run_cmd, schedule_cmd, status_cmd, tasks_cmd
 
-    return [config_cmd.register, run_cmd.register, tasks_cmd.register, status_cmd.register]
+    return [
+        config_cmd.register,
+        run_cmd.register,
+        tasks_cmd.register,
+        status_cmd.register,
+        schedule_cmd.register,
+    ]
 
 
 def build_parser() -> ArgParser:

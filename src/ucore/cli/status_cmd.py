@@ -1,4 +1,4 @@
-"""``ucore status [--json] [--check]`` and ``ucore schedule next NAME [--count N]``."""
+"""``ucore status [--json] [--check]``: schedules, running tasks, live processes."""
 
 from __future__ import annotations
 
@@ -25,26 +25,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--check", action="store_true", help="for monitoring: exit 1 with one line per problem"
     )
     status.set_defaults(handler=status_cmd)
-
-    schedule = sub.add_parser("schedule", help="inspect schedules", parents=[common])
-    cmds = schedule.add_subparsers(
-        dest="schedule_command", metavar="COMMAND", required=True, parser_class=type(schedule)
-    )
-    nxt = cmds.add_parser("next", help="the next fire times of a schedule", parents=[common])
-    nxt.add_argument("name")
-    nxt.add_argument("--count", type=_count, default=5)
-    nxt.add_argument("--json", action="store_true")
-    nxt.set_defaults(handler=next_cmd)
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: '{text}'") from None
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be between 1 and 1000")
-    return value
 
 
 def _local(value: datetime | None) -> str:
@@ -99,6 +79,7 @@ def status_cmd(args: argparse.Namespace) -> int:
                     "schedules": [s.to_json() for s in schedules],
                     "running": [t.to_json() for t in running],
                     "nodes": [n.to_json() for n in nodes],
+                    "service_alive": alive,
                 }
             )
             return 0
@@ -138,21 +119,3 @@ def _print_status(
     out("PROCESSES")
     for n in nodes:
         out(f"  {n.role:<8} {n.host} pid {n.pid} since {_local(n.started_at)}")
-
-
-def next_cmd(args: argparse.Namespace) -> int:
-    async def go() -> int:
-        async with open_app(args) as app:
-            times = await app.scheduler.next_fires(args.name, args.count)
-            schedule = app.scheduler.get(args.name)
-        if args.json:
-            print_json([{"local": t.astimezone().isoformat(), "utc": iso(t)} for t in times])
-        else:
-            out(f"{schedule.name}: {schedule.trigger.describe()}")
-            for t in times:
-                out(f"  {t.astimezone().strftime('%Y-%m-%d %H:%M:%S %Z')}   {iso(t)}")
-            if not times:
-                out("  (no timer of its own)")
-        return 0
-
-    return run(go())

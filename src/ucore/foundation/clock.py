@@ -8,9 +8,13 @@ calls ``clock.sleep`` or ``clock.sleep_until`` so that tests can drive time with
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
+from functools import cache
+from pathlib import Path
 from typing import Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # A wall-clock sleep is cut into slices of at most this long, so that a jump of the system
 # clock (suspend, NTP step) is noticed within this time. It costs one wake-up per slice.
@@ -41,6 +45,36 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise ValueError(f"naive datetime not allowed here: {dt!r}")
     return dt.astimezone(UTC)
+
+
+def zone(name: str | None = None) -> tzinfo:
+    """The time zone ``name``, or the machine's local zone (with its DST rules) for None."""
+    if name:
+        return ZoneInfo(name)
+    return _local_zone(os.environ.get("TZ", ""))
+
+
+@cache
+def _local_zone(tz_env: str) -> tzinfo:
+    # A named zone keeps DST rules; datetime.now().astimezone().tzinfo would be a fixed offset.
+    candidates = [tz_env.lstrip(":")] if tz_env else []
+    try:
+        link = os.readlink("/etc/localtime")
+        if "zoneinfo/" in link:
+            candidates.append(link.split("zoneinfo/", 1)[1])
+    except OSError:
+        pass
+    try:
+        candidates.append(Path("/etc/timezone").read_text().strip())
+    except OSError:
+        pass
+    for key in candidates:
+        try:
+            return ZoneInfo(key)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+    local = datetime.now().astimezone().tzinfo
+    return local if local is not None else UTC
 
 
 def iso(value: datetime | None) -> str | None:

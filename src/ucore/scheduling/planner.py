@@ -1,7 +1,8 @@
-"""When a schedule fires next: the trigger's due time, then jitter (and windows).
+"""When a schedule fires next: the trigger's due time, then jitter, then the window.
 
 The nominal time is the trigger's own; the fire time adds a random jitter in
-``[0, jitter_seconds]``. Both are stored, so every process agrees on the chosen point.
+``[0, jitter_seconds]`` and, when that falls outside the schedule's window, moves to a random
+point of the next window. Both are stored, so every process agrees on the chosen point.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 from ucore.scheduling.schedules import Schedule
 from ucore.scheduling.triggers import IntervalTrigger
+from ucore.scheduling.windows import place
 
 
 def first_nominal(schedule: Schedule, start: datetime) -> datetime | None:
@@ -42,9 +44,12 @@ def next_nominal(schedule: Schedule, previous: datetime | None, now: datetime) -
 
 
 def fire_time(schedule: Schedule, nominal: datetime | None, rng: random.Random) -> datetime | None:
-    """The stored fire time for a nominal due time: jitter applied."""
+    """The stored fire time for a nominal due time: jitter, then window deferral."""
     if nominal is None:
         return None
+    when = nominal
     if schedule.jitter > 0:
-        nominal += timedelta(seconds=rng.uniform(0, schedule.jitter))
-    return nominal
+        when += timedelta(seconds=rng.uniform(0, schedule.jitter))
+    if schedule.window is not None:
+        when = place(when, schedule.window, rng, schedule.timezone)
+    return when

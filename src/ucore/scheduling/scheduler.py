@@ -18,29 +18,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ucore.foundation.clock import iso
-from ucore.foundation.context import Context
-from ucore.foundation.errors import NotFoundError, UCoreError, UsageError
 from ucore.foundation.events import Event
-from ucore.foundation.system import BaseSystem, Role
-from ucore.scheduling.planner import fire_time, first_nominal, next_nominal
+from ucore.foundation.system import Role
+from ucore.scheduling.base import UnknownScheduleError, build_schedules
+from ucore.scheduling.conditions import RECHECK_SECONDS, failed_condition
+from ucore.scheduling.dependencies import chain_ready, waiting_for
+from ucore.scheduling.live import LiveChangesMixin, file_signature
+from ucore.scheduling.planner import fire_time, next_nominal
+from ucore.scheduling.run_now import RunNowMixin, ScheduleBusyError
 from ucore.scheduling.schedules import Schedule
-from ucore.stores.records import (
-    ACTIVE_STATES,
-    NewTask,
-    Priority,
-    ScheduleState,
-    TaskFilter,
-    TaskRecord,
-    TaskState,
-)
+from ucore.scheduling.status import ScheduleStatus, StatusMixin
+from ucore.stores.records import NewTask, ScheduleState
 from ucore.tasks.errors import InvalidParamsError
-from ucore.tasks.system import TaskSystem
+
+__all__ = [
+    "PeriodicTaskScheduler",
+    "ScheduleBusyError",
+    "ScheduleStatus",
+    "UnknownScheduleError",
+    "build_schedules",
+]
 
 log = logging.getLogger("ucore.scheduler")
 
@@ -48,70 +48,11 @@ log = logging.getLogger("ucore.scheduler")
 MAX_BACKOFF_SECONDS = 60.0
 
 
-class UnknownScheduleError(UsageError):
-    pass
-
-
-class ScheduleBusyError(UCoreError):
-    """Run now refused: the schedule's task is already queued or running."""
-
-
-@dataclass(frozen=True)
-class ScheduleStatus:
-    name: str
-    task: str
-    enabled: bool
-    registered: bool
-    trigger: str
-    next_run: datetime | None
-    last_run: TaskRecord | None
-    last_skip_at: datetime | None
-    last_skip_reason: str | None
-    period: float | None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "task": self.task,
-            "enabled": self.enabled,
-            "registered": self.registered,
-            "trigger": self.trigger,
-            "next_run": iso(self.next_run),
-            "last_run": self.last_run.to_json() if self.last_run else None,
-            "last_skip": None
-            if self.last_skip_at is None
-            else {"at": iso(self.last_skip_at), "reason": self.last_skip_reason},
-        }
-
-
-class PeriodicTaskScheduler(BaseSystem):
-    name = "scheduler"
-    depends_on = ("tasks",)
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__(ctx)
-        maint = ctx.config.config.maintenance
-        self.schedules: dict[str, Schedule] = {
-            name: Schedule.from_config(cfg, enabled=maint.enabled, window=maint.window)
-            for name, cfg in ctx.config.schedules.items()
-        }
-        self.clock = ctx.clock
-        self.rng = random.Random()
-        self.started_at = ctx.clock.now()
-        self._changed = asyncio.Event()
-        self._loop_task: asyncio.Task[None] | None = None
-        self._startup_done: set[str] = set()
-        self._warned_unregistered: set[str] = set()
-
-    @property
-    def tasks(self) -> TaskSystem:
-        system = self.ctx.system("tasks")
-        assert isinstance(system, TaskSystem)
-        return system
-
+class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
     # -- lifecycle ----------------------------------------------------------------------
     async def initialize(self) -> None:
         self.started_at = self.clock.now()
+        await self._announce()
         if self.ctx.role is not Role.SERVICE:
             return
         log.info("PeriodicTaskScheduler initializing...")
@@ -119,48 +60,34 @@ class PeriodicTaskScheduler(BaseSystem):
         for schedule in self.schedules.values():
             await self._ensure_state(schedule, states.get(schedule.name))
             log.info("Scheduled periodic task: %s", schedule.name)
+        events = self.ctx.events
+        self._unsubscribe = [
+            events.subscribe(self._on_task_finished, "task.finished"),
+            events.subscribe(self._on_task_finished, "store.changed"),
+        ]
         self._loop_task = asyncio.create_task(self._run(), name="ucore-scheduler")
+        self._own_write = file_signature(self.ctx.config.locations.config_file)
+        self._watch_task = asyncio.create_task(self._watch_config(), name="ucore-config-watch")
         log.info("PeriodicTaskScheduler ready (%d tasks)", len(self.schedules))
 
     async def shutdown(self) -> None:
-        task, self._loop_task = self._loop_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+        for attr in ("_watch_task", "_loop_task"):
+            task = getattr(self, attr)
+            setattr(self, attr, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
-    def wake(self) -> None:
-        """Re-evaluate the schedules now (a change happened)."""
-        self._changed.set()
+    def _on_task_finished(self, event: Event) -> None:
+        # a predecessor may have finished: chains and held-back schedules look again
+        if any(s.after for s in self.schedules.values()):
+            self._changed.set()
 
     # -- state --------------------------------------------------------------------------
-    async def _ensure_state(self, schedule: Schedule, state: ScheduleState | None) -> ScheduleState:
-        store = self.tasks.store
-        if state is None:
-            nominal = first_nominal(schedule, self.started_at)
-            return await store.init_schedule(
-                schedule.name,
-                nominal_next=nominal,
-                next_fire=fire_time(schedule, nominal, self.rng),
-                definition_hash=schedule.definition_hash,
-            )
-        if state.definition_hash != schedule.definition_hash:
-            # the definition changed since the state was written: due times follow the new
-            # trigger, counted from the last fire (a missed time fires once, as any catch-up)
-            if state.last_fire is not None:
-                nominal = schedule.trigger.next_fire(state.last_fire)
-            else:
-                nominal = first_nominal(schedule, self.started_at)
-            await store.reschedule(
-                schedule.name,
-                nominal_next=nominal,
-                next_fire=fire_time(schedule, nominal, self.rng),
-                definition_hash=schedule.definition_hash,
-            )
-            log.info("schedule %s changed: next due %s", schedule.name, nominal)
-            return (await store.schedule_states())[schedule.name]
-        return state
-
     def due_at(self, schedule: Schedule, state: ScheduleState) -> datetime | None:
         """When this process fires the schedule next (None: not by itself)."""
         if not schedule.enabled:
@@ -210,6 +137,18 @@ class PeriodicTaskScheduler(BaseSystem):
             state = states.get(schedule.name)
             if state is None:
                 state = await self._ensure_state(schedule, None)
+            if (
+                schedule.enabled
+                and not schedule.has_timer
+                and schedule.after
+                and state.next_fire is None
+                and await chain_ready(schedule, self.tasks, state.last_fire)
+            ):
+                # its predecessors completed: make it due now (one process wins the CAS)
+                await store.advance_schedule(
+                    schedule.name, expected_next=None, nominal_next=now, next_fire=now
+                )
+                return now
             due = self.due_at(schedule, state)
             if due is None:
                 continue
@@ -228,6 +167,12 @@ class PeriodicTaskScheduler(BaseSystem):
             nxt = fire_time(schedule, nominal, self.rng)
         else:  # only the startup run is due: keep the stored times
             nominal, nxt = state.nominal_next, state.next_fire
+        if schedule.task in self.tasks.handlers:
+            held = await waiting_for(schedule, self.tasks) if schedule.has_timer else None
+            reason = held or await failed_condition(schedule, self.probe, self.tasks)
+            if reason is not None:
+                await self._hold(schedule, state, now, reason, recheck=60.0 if held else None)
+                return
         if schedule.task not in self.tasks.handlers:
             reason = f"task '{schedule.task}' is not registered"
             if schedule.name not in self._warned_unregistered:
@@ -284,88 +229,50 @@ class PeriodicTaskScheduler(BaseSystem):
                 Event("schedule.skipped", {"name": schedule.name, "reason": result.reason})
             )
 
-    # -- queries and run now --------------------------------------------------------------
-    def get(self, name: str) -> Schedule:
-        try:
-            return self.schedules[name]
-        except KeyError:
-            known = ", ".join(sorted(self.schedules)) or "none"
-            raise UnknownScheduleError(f"unknown schedule '{name}' (known: {known})") from None
+    async def _hold(
+        self,
+        schedule: Schedule,
+        state: ScheduleState,
+        now: datetime,
+        reason: str,
+        *,
+        recheck: float | None,
+    ) -> None:
+        """A condition failed (or a predecessor runs): record the skip, look again later.
 
-    async def last_run(self, schedule: Schedule) -> TaskRecord | None:
-        found = await self.tasks.store.list_tasks(
-            TaskFilter(unique_key=schedule.unique_key, limit=1)
-        )
-        return found[0] if found else None
-
-    async def status(self) -> list[ScheduleStatus]:
-        states = await self.tasks.store.schedule_states()
-        now = self.clock.now()
-        out = []
-        for schedule in self.schedules.values():
-            state = states.get(schedule.name)
-            if not schedule.enabled:
-                next_run = None
-            elif state is None:
-                next_run = first_nominal(schedule, now)
-            else:
-                next_run = state.next_fire
-            out.append(
-                ScheduleStatus(
-                    name=schedule.name,
-                    task=schedule.task,
-                    enabled=schedule.enabled,
-                    registered=schedule.task in self.tasks.handlers,
-                    trigger=schedule.trigger.describe(),
-                    next_run=next_run,
-                    last_run=await self.last_run(schedule),
-                    last_skip_at=state.last_skip_at if state else None,
-                    last_skip_reason=state.last_skip_reason if state else None,
-                    period=schedule.trigger.period,
-                )
-            )
-        return out
-
-    async def next_fires(self, name: str, count: int) -> list[datetime]:
-        schedule = self.get(name)
-        state = (await self.tasks.store.schedule_states()).get(name)
-        now = self.clock.now()
-        first = state.next_fire if state and state.next_fire else first_nominal(schedule, now)
-        times: list[datetime] = []
-        current = first
-        while current is not None and len(times) < count:
-            times.append(current)
-            current = schedule.trigger.next_fire(current)
-        return times
-
-    async def run_now(self, name: str, params: dict[str, Any] | None = None) -> tuple[int, bool]:
-        """Run a schedule's task now; returns (task id, merged with a pending run).
-
-        An identical pending run (same parameters) is promoted to NORMAL priority and
-        returned; while another run of the schedule is pending or running, it is refused.
+        A failed condition is checked again every 15 minutes until the next due time, when
+        the run is skipped for good; a predecessor is waited for (woken by its end).
         """
-        schedule = self.get(name)
-        if schedule.task not in self.tasks.handlers:
-            raise NotFoundError(f"schedule {name}: task '{schedule.task}' is not registered")
-        reg = self.tasks.handlers.get(schedule.task)
-        wanted = reg.canonical({**schedule.params, **(params or {})})
-        for _ in range(3):
-            active = await self.tasks.store.list_tasks(
-                TaskFilter(states=ACTIVE_STATES, unique_key=schedule.unique_key, limit=1)
+        self._startup_done.add(schedule.name)
+        store = self.tasks.store
+        again = now + timedelta(seconds=recheck or RECHECK_SECONDS)
+        following = (
+            schedule.trigger.next_fire(state.nominal_next)
+            if state.nominal_next is not None
+            else None
+        )
+        if state.next_fire is None:
+            await store.record_schedule_skip(schedule.name, now, reason)
+        elif following is None or again < following or recheck is not None:
+            await store.advance_schedule(
+                schedule.name,
+                expected_next=state.next_fire,
+                nominal_next=state.nominal_next,
+                next_fire=again,
+                skip_at=now,
+                skip_reason=reason,
             )
-            if active:
-                current = active[0]
-                if current.state is TaskState.PENDING and current.params == wanted:
-                    await self.tasks.promote(current.id, Priority.NORMAL)
-                    return current.id, True
-                raise ScheduleBusyError(f"already running: {current.id}")
-            task_id, created = await self.tasks.submit_ex(
-                schedule.task,
-                wanted,
-                priority=Priority.NORMAL,
-                unique_key=schedule.unique_key,
-                origin="manual",
+        else:
+            nominal = next_nominal(schedule, state.nominal_next, now)
+            await store.advance_schedule(
+                schedule.name,
+                expected_next=state.next_fire,
+                nominal_next=nominal,
+                next_fire=fire_time(schedule, nominal, self.rng),
+                skip_at=now,
+                skip_reason=reason,
             )
-            if created:
-                return task_id, False
-        raise ScheduleBusyError(f"schedule {name} keeps changing; try again")
+        log.info("schedule %s held: %s", schedule.name, reason)
+        self.ctx.events.publish(
+            Event("schedule.skipped", {"name": schedule.name, "reason": reason})
+        )

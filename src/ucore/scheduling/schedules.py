@@ -24,6 +24,8 @@ class Schedule:
     initial_delay: float
     jitter: float
     window: Window | None
+    #: the zone of the cron trigger and of the window (None: the machine's local zone)
+    timezone: str | None
     not_on_battery: bool
     max_cpu_percent: float | None
     not_while: tuple[str, ...]
@@ -39,6 +41,11 @@ class Schedule:
     @property
     def origin(self) -> str:
         return f"schedule:{self.name}"
+
+    @property
+    def has_timer(self) -> bool:
+        """Whether it fires by time (interval or cron); else only at startup or after others."""
+        return not isinstance(self.trigger, ManualTrigger)
 
     @classmethod
     def from_config(
@@ -57,6 +64,7 @@ class Schedule:
             "initial_delay": f.initial_delay_seconds,
             "jitter": f.jitter_seconds,
             "window": own_window.model_dump() if own_window else None,
+            "timezone": f.timezone,
             "conditions": [f.not_on_battery, f.max_cpu_percent, sorted(f.not_while)],
             "after": sorted(f.after),
         }
@@ -72,6 +80,7 @@ class Schedule:
             initial_delay=f.initial_delay_seconds,
             jitter=f.jitter_seconds,
             window=own_window,
+            timezone=f.timezone,
             not_on_battery=f.not_on_battery,
             max_cpu_percent=f.max_cpu_percent,
             not_while=tuple(f.not_while),

@@ -11,11 +11,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from ucore.foundation.clock import utc
+from ucore.foundation.clock import utc, zone
 
 _UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
 
@@ -64,14 +63,17 @@ class CronTrigger(Trigger):
     timezone: str | None = None
 
     def zone(self) -> tzinfo:
-        if self.timezone:
-            return ZoneInfo(self.timezone)
-        local = datetime.now().astimezone().tzinfo
-        return local if local is not None else UTC
+        return zone(self.timezone)
 
     def next_fire(self, after: datetime) -> datetime:
-        local = utc(after).astimezone(self.zone())
-        return next(CronSim(self.expression, local)).astimezone(UTC)
+        after = utc(after)
+        # cronsim evaluates fixed-time jobs on naive local time: from an instant in the second
+        # occurrence of a repeated hour it may answer the first one (in the past); skip it.
+        for candidate in CronSim(self.expression, after.astimezone(self.zone())):
+            result = candidate.astimezone(UTC)
+            if result > after:
+                return result
+        raise ValueError(f"cron '{self.expression}' has no time after {after.isoformat()}")
 
     def describe(self) -> str:
         words = _cron_words(self.expression)

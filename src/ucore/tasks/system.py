@@ -52,6 +52,9 @@ class TaskSystem(BaseSystem):
         self.progress_interval = cfg.progress_interval_seconds
         self.shutdown_grace = cfg.shutdown_grace_seconds
         self.pool: WorkerPool | None = None
+        self.node_info: dict[str, Any] = {}
+        self._node_role = ctx.role.value
+        self._node_started = ctx.clock.now()
         self._workers = cfg.workers
         self._low_slots = min(cfg.low_priority_slots, cfg.workers)
         builtin.register_all(self)
@@ -65,18 +68,9 @@ class TaskSystem(BaseSystem):
     # -- lifecycle ----------------------------------------------------------------------
     async def initialize(self) -> None:
         self.ctx.events.bind(asyncio.get_running_loop())
-        now = self.clock.now()
-        await self.store.register_node(
-            NodeRecord(
-                id=self.ctx.node_id,
-                host=self.ctx.host,
-                pid=self.ctx.pid,
-                role=self.ctx.role.value,
-                started_at=now,
-                heartbeat_at=now,
-                proc_started=process_start_time(self.ctx.pid),
-            )
-        )
+        self._node_role = self.ctx.role.value
+        self._node_started = self.clock.now()
+        await self._register_node()
         if self.ctx.role is Role.SERVICE:
             await self.start_workers()
 
@@ -97,19 +91,28 @@ class TaskSystem(BaseSystem):
             self.pool.only_ids.add(task_id)
             self.pool.wake()
             return self.pool
-        now = self.clock.now()
+        self._node_role = Role.RUNNER.value
+        await self._register_node()
+        return await self.start_workers(only_ids={task_id})
+
+    async def _register_node(self) -> None:
         await self.store.register_node(
             NodeRecord(
                 id=self.ctx.node_id,
                 host=self.ctx.host,
                 pid=self.ctx.pid,
-                role=Role.RUNNER.value,
-                started_at=now,
-                heartbeat_at=now,
+                role=self._node_role,
+                started_at=self._node_started,
+                heartbeat_at=self.clock.now(),
                 proc_started=process_start_time(self.ctx.pid),
+                info=dict(self.node_info),
             )
         )
-        return await self.start_workers(only_ids={task_id})
+
+    async def announce(self, **info: Any) -> None:
+        """Publish facts about this process to the others (stored with its node record)."""
+        self.node_info.update(info)
+        await self._register_node()
 
     async def shutdown(self) -> None:
         if self.pool is not None:

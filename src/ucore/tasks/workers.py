@@ -18,6 +18,7 @@ import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ucore.foundation.events import Event
 from ucore.stores.records import Priority, TaskRecord
 from ucore.tasks.execution import Execution
 from ucore.tasks.nodes import HEARTBEAT_SECONDS, dead_local_nodes
@@ -174,6 +175,8 @@ class WorkerPool:
                 if token != self._token:
                     self._token = token
                     need_claim = True
+                    # another connection committed: tasks may have finished elsewhere
+                    self.system.ctx.events.publish(Event("store.changed"))
                     if self.running:
                         for task_id in await store.cancel_requests(list(self.running)):
                             self.stop_task(task_id, "cancel")

@@ -45,6 +45,8 @@ class LoadedConfig:
     #: The file it came from; None when no file exists (all defaults).
     source: Path | None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the --data-dir (or UCORE_DATA_DIR) it was loaded with, so a reload resolves alike
+    data_dir: Path | None = None
 
     def effective(self, *, redact: bool = True) -> dict[str, Any]:
         """The effective config in config.json's own schema, with absolute paths."""
@@ -172,7 +174,7 @@ def parse_config(
         base_dir=base,
         env=env,
     )
-    return LoadedConfig(cfg, schedules, loc, source, dict(raw))
+    return LoadedConfig(cfg, schedules, loc, source, dict(raw), data_dir)
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")

@@ -121,8 +121,8 @@ class ScheduleFields(BaseModel):
             raise ValueError(f"give one interval, not {', '.join(given)}")
         if given and self.cron is not None:
             raise ValueError(f"give either {given[0]} or cron, not both")
-        if self.timezone is not None and self.cron is None:
-            raise ValueError("timezone applies to a cron trigger only")
+        if self.timezone is not None and self.cron is None and self.window is None:
+            raise ValueError("timezone applies to a cron trigger or a window only")
         if not given and self.cron is None and not self.run_at_startup and not self.after:
             raise ValueError(
                 "no trigger: give interval_seconds|minutes|hours|days, cron, "
