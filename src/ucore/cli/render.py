@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ucore.stores.records import RunRecord, TaskRecord
 
 
-def _when(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def when(value: datetime | None) -> str:
+    """A time for human-readable output: ISO 8601 UTC to the second (DESIGN.md §7)."""
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -31,12 +32,12 @@ def task_lines(task: TaskRecord) -> list[str]:
         f"params:       {json.dumps(task.params, ensure_ascii=False)}",
         f"attempts:     {task.attempts} (failures {task.failures}, "
         f"interruptions {task.interruptions}, max attempts {task.max_attempts})",
-        f"submitted:    {_when(task.submitted_at)}",
-        f"started:      {_when(task.started_at)}",
-        f"finished:     {_when(task.finished_at)}",
+        f"submitted:    {when(task.submitted_at)}",
+        f"started:      {when(task.started_at)}",
+        f"finished:     {when(task.finished_at)}",
     ]
     if task.not_before is not None:
-        lines.append(f"not before:   {_when(task.not_before)}")
+        lines.append(f"not before:   {when(task.not_before)}")
     if doc["progress"] is not None:
         frac = task.progress
         pct = "-" if frac is None else f"{frac * 100:.0f}%"
@@ -70,7 +71,7 @@ def task_table(tasks: list[TaskRecord]) -> list[str]:
                 t.state.value,
                 t.priority.label,
                 t.name,
-                _when(t.submitted_at),
+                when(t.submitted_at),
                 _short(detail),
             )
         )
@@ -88,7 +89,7 @@ def history_table(runs: list[RunRecord]) -> list[str]:
                 str(r.task_id),
                 r.task_name,
                 str(r.attempt),
-                _when(r.started_at),
+                when(r.started_at),
                 duration,
                 r.outcome.value if r.outcome else "running",
                 _short(detail),

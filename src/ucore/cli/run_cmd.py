@@ -67,11 +67,13 @@ def run_cmd(args: argparse.Namespace) -> int:
     setup_logging(level, log_file, stream=open(_devnull(), "w") if live else None)  # noqa: SIM115
 
     async def go() -> int:
-        app = await bootstrap(config, role=Role.SERVICE)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+        # before bootstrap: a signal that comes while the service starts (its node is already
+        # visible) stops it gracefully once started, instead of killing it half-way
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        app = await bootstrap(config, role=Role.SERVICE)
         log.info("service running (pid %s, database %s)", app.ctx.pid, app.tasks.store.display_url)
         view = LiveView(app) if live else None
         try:

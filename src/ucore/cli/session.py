@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -51,8 +52,21 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise UsageError(f"--param needs KEY=VALUE, got '{item}'")
         try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
+            value: Any = json.loads(raw, parse_constant=_not_json, parse_float=_finite_float)
+        except ValueError:  # JSONDecodeError, and the two hooks below
             value = raw
         params[key] = value
     return params
+
+
+def _not_json(constant: str) -> Any:
+    # NaN and Infinity are Python's extensions, not JSON: such a value stays a string
+    raise ValueError(f"not JSON: {constant}")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 would become inf: stored, it makes every later --json output invalid JSON
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"out of range: {text}")
+    return value

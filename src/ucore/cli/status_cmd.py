@@ -8,7 +8,7 @@ from typing import Any
 
 from ucore.app import App
 from ucore.cli.output import err, iso, out, print_json
-from ucore.cli.render import columns
+from ucore.cli.render import columns, when
 from ucore.cli.session import open_app, run
 from ucore.scheduling.scheduler import ScheduleStatus
 from ucore.stores.records import TaskRecord, TaskState
@@ -25,10 +25,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
         "--check", action="store_true", help="for monitoring: exit 1 with one line per problem"
     )
     status.set_defaults(handler=status_cmd)
-
-
-def _local(value: datetime | None) -> str:
-    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def problems(schedules: list[ScheduleStatus], service_alive: bool, now: datetime) -> list[str]:
@@ -98,13 +94,13 @@ def _print_status(
     for s in schedules:
         last = "-"
         if s.last_run is not None:
-            when = s.last_run.finished_at or s.last_run.submitted_at
-            last = f"{s.last_run.state.value} {_local(when)}"
-        skip = "-" if s.last_skip_at is None else f"{_local(s.last_skip_at)} {s.last_skip_reason}"
+            at = s.last_run.finished_at or s.last_run.submitted_at
+            last = f"{s.last_run.state.value} {when(at)}"
+        skip = "-" if s.last_skip_at is None else f"{when(s.last_skip_at)} {s.last_skip_reason}"
         enabled = "yes" if s.enabled else "no"
         if not s.registered:
             enabled += " (task not registered)"
-        rows.append((s.name, s.task, enabled, s.trigger, _local(s.next_run), last, skip))
+        rows.append((s.name, s.task, enabled, s.trigger, when(s.next_run), last, skip))
     for line in columns(rows):
         out(line)
     out("")
@@ -118,4 +114,4 @@ def _print_status(
     out("")
     out("PROCESSES")
     for n in nodes:
-        out(f"  {n.role:<8} {n.host} pid {n.pid} since {_local(n.started_at)}")
+        out(f"  {n.role:<8} {n.host} pid {n.pid} since {when(n.started_at)}")

@@ -11,6 +11,9 @@ from ucore.cli.waiting import wait_for_task
 from ucore.foundation.errors import UCoreError
 from ucore.stores.records import TaskRecord, TaskState
 
+#: ids and limits are stored as SQLite integers (64-bit signed)
+MAX_ID = 2**63 - 1
+
 
 class TaskOutcomeError(UCoreError):
     """The task did not complete (exit 1), after its object was printed."""
@@ -71,6 +74,8 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: '{text}'") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    if value > MAX_ID:
+        raise argparse.ArgumentTypeError(f"too large: {value}")
     return value
 
 

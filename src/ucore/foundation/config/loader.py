@@ -259,6 +259,7 @@ _MESSAGES = {
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "float_parsing": "must be a number",
+    "finite_number": "must be a finite number",
     "string_type": "must be a string",
     "list_type": "must be a list",
     "dict_type": "must be an object",

@@ -15,7 +15,7 @@ from ucore.foundation.config.schedule import Window
 
 class StrictModel(BaseModel):
     # strict: "yes" is not a bool and "4" not a number; a typo of type must not pass silently
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class PathsConfig(StrictModel):

@@ -20,7 +20,7 @@ Fraction = Annotated[float, Field(gt=0, le=1)]
 class TaskParams(BaseModel):
     """Base of every task's parameters."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     time_budget_seconds: PositiveFloat | None = None
 

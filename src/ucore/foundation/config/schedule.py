@@ -35,7 +35,7 @@ Priority = Literal["high", "normal", "low"]
 class Window(BaseModel):
     """A daily time window in local time; ``end`` before ``start`` crosses midnight."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     start: str
     end: str
@@ -68,7 +68,7 @@ PositiveNumber = Annotated[float, Field(gt=0)]
 class ScheduleFields(BaseModel):
     """The keys a schedule has whatever its task is."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     task: str | None = None
     enabled: bool = True
