@@ -7,9 +7,5 @@ cd "$ROOT"
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] && [ -z "${UCORE_HEADLESS:-}" ]; then
     exec uexplorer "$@"
 fi
-if ucore run --help >/dev/null 2>&1; then
-    exec ucore run "$@"
-fi
-echo "No display, and the headless service 'ucore run' is not built yet:" >&2
-echo "showing the effective configuration instead (ucore config show)." >&2
-exec ucore config show "$@"
+echo "No display: starting the headless service (ucore run). Ctrl+C stops it." >&2
+exec ucore run "$@"
