@@ -114,6 +114,7 @@ def assert_defaults(schedules: dict[str, ScheduleConfig]) -> None:
         assert type(s.params) is PARAM_MODELS[name]
         dumped = s.params.model_dump()
         assert dumped.pop("time_budget_seconds") is None
+        assert dumped.pop("dry_run") is False  # every maintenance task takes it
         assert dumped == params, name
 
 

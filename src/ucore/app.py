@@ -23,6 +23,8 @@ from ucore.foundation.system import (
     filter_specs,
     order_specs,
 )
+from ucore.fs.system import LibrarySystem
+from ucore.maintenance.service import MaintenanceService
 from ucore.scheduling.scheduler import PeriodicTaskScheduler
 from ucore.stores.system import StoreSystem
 from ucore.tasks.system import TaskSystem
@@ -45,7 +47,9 @@ DEFAULT_SYSTEMS: list[SystemSpec] = [
     SystemSpec("locations", LocationsSystem),
     SystemSpec("store", StoreSystem, depends_on=("locations",)),
     SystemSpec("tasks", TaskSystem, depends_on=("store",)),
+    SystemSpec("library", LibrarySystem, depends_on=("tasks",)),
     SystemSpec("scheduler", PeriodicTaskScheduler, depends_on=("tasks",)),
+    SystemSpec("maintenance", MaintenanceService, depends_on=("library",)),
 ]
 
 
@@ -75,6 +79,18 @@ class App:
     def tasks(self) -> TaskSystem:
         system = self.ctx.system("tasks")
         assert isinstance(system, TaskSystem)
+        return system
+
+    @property
+    def library(self) -> LibrarySystem:
+        system = self.ctx.system("library")
+        assert isinstance(system, LibrarySystem)
+        return system
+
+    @property
+    def maintenance(self) -> MaintenanceService:
+        system = self.ctx.system("maintenance")
+        assert isinstance(system, MaintenanceService)
         return system
 
     @property

@@ -99,7 +99,9 @@ def test_sigterm_interrupts_a_running_task_and_requeues_it(ucore: Any, service: 
 
 
 def test_an_interrupted_task_runs_again_at_the_next_start(ucore: Any, service: Any) -> None:
-    ucore.write_config({"tasks": {"shutdown_grace_seconds": GRACE}})
+    # no maintenance runs beside the test's task (the task list must hold only it)
+    ucore.write_config({"tasks": {"shutdown_grace_seconds": GRACE},
+                        "maintenance": {"enabled": False}})
     service.start()
     first_pid = service.pid
     task_id = ucore.submit("sleep", "--param", "seconds=3")

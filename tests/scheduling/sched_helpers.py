@@ -22,7 +22,7 @@ from typing import Any
 
 from ucore.app import App, bootstrap
 from ucore.foundation.config import LoadedConfig, parse_config
-from ucore.stores.records import TaskRecord, TaskState
+from ucore.stores.records import NewTask, Outcome, Priority, TaskRecord, TaskState
 from ucore.testing import FakeClock
 
 #: A Monday noon, far from any daylight-saving change.
@@ -74,9 +74,14 @@ def make_config(
     tasks: dict[str, Any] | None = None,
     enabled: bool | None = None,
 ) -> LoadedConfig:
-    """A config on ``data_dir``: the defaults plus ``schedules`` (default: ``tick``)."""
+    """A config on ``data_dir``: the defaults plus ``schedules`` (default: ``tick``).
+
+    The six default schedules are turned off unless ``schedules`` names them: their
+    maintenance tasks are registered and would fire at start beside what a test watches.
+    """
+    given = {"tick": tick_schedule()} if schedules is None else schedules
     maintenance: dict[str, Any] = {
-        "schedule": {"tick": tick_schedule()} if schedules is None else schedules
+        "schedule": {**{n: {"enabled": False} for n in DEFAULT_NAMES if n not in given}, **given}
     }
     if enabled is not None:
         maintenance["enabled"] = enabled
@@ -181,3 +186,104 @@ async def fire_step(app: App, clock: FakeClock, seconds: float, sleepers: int = 
     """:func:`step`, after every task of the database has finished (no overlap skips)."""
     await all_finished(app)
     await step(clock, seconds, sleepers)
+
+
+# -- helpers of the smart-scheduling tests (windows, conditions, chains, live changes) -----
+def maintenance_config(
+    data_dir: Path, maintenance: dict[str, Any], *, tasks: dict[str, Any] | None = None
+) -> LoadedConfig:
+    """A config on ``data_dir`` with the ``maintenance`` section exactly as given."""
+    raw = {"maintenance": maintenance, "tasks": {**TASKS_DEFAULTS, **(tasks or {})}}
+    return parse_config(raw, data_dir=data_dir, env={})
+
+
+class FakeProbe:
+    """Battery and CPU readings a test sets (``app.scheduler.probe = FakeProbe(...)``)."""
+
+    def __init__(self, *, battery: bool = False, cpu: float = 0.0) -> None:
+        self.battery = battery
+        self.cpu = cpu
+        self.cpu_reads = 0
+
+    def on_battery(self) -> bool:
+        return self.battery
+
+    def cpu_percent(self) -> float:
+        self.cpu_reads += 1
+        return self.cpu
+
+
+async def quiet(
+    app: App,
+    clock: FakeClock,
+    sleepers: int = 1,
+    settle: float = 0.05,
+    ignore: frozenset[int] = frozenset(),
+) -> None:
+    """Until nothing moves: every task finished (but those in ``ignore``), the scheduler(s)
+    asleep, no wake-up pending, and the task count unchanged over ``settle`` real seconds
+    (for "it did not fire")."""
+
+    async def finished() -> bool:
+        found = await app.tasks.list_tasks(limit=10_000)
+        return all(t.state.finished or t.id in ignore for t in found)
+
+    while True:
+        await wait_until(finished, what="every task to finish")
+        await idle(clock, sleepers)
+        before = len(await app.tasks.list_tasks(limit=10_000))
+        await asyncio.sleep(settle)
+        if (
+            len(await app.tasks.list_tasks(limit=10_000)) == before
+            and await finished()
+            and clock.sleepers >= sleepers
+            and not app.scheduler._changed.is_set()
+        ):
+            return
+
+
+async def running_task(app: App, name: str, unique_key: str | None = None) -> tuple[int, int]:
+    """A task ``name`` put into the running state through the store, as if another process
+    ran it (this process's workers never see it pending): returns (task id, run id)."""
+    store = app.tasks.store
+    now = app.tasks.clock.now()
+    soon = now + timedelta(microseconds=1)  # not claimable by the workers at the fake now
+    task_id, created = await store.insert_task(
+        NewTask(
+            name=name,
+            params={},
+            priority=Priority.NORMAL,
+            origin="api",
+            submitted_at=now,
+            unique_key=unique_key,
+            not_before=soon,
+        )
+    )
+    assert created
+    record = await store.claim_task(
+        node_id=app.ctx.node_id,
+        host=app.ctx.host,
+        pid=app.ctx.pid,
+        now=soon,
+        lease_until=now + timedelta(days=3650),
+        task_id=task_id,
+    )
+    assert record is not None and record.state is TaskState.RUNNING
+    return task_id, record.run_id or 0
+
+
+async def finish_task(app: App, task_id: int, run_id: int) -> None:
+    """Complete a task of :func:`running_task` through the store (no event in this process)."""
+    done = await app.tasks.store.finish_run(
+        task_id,
+        run_id,
+        outcome=Outcome.COMPLETED,
+        now=app.tasks.clock.now(),
+        next_state=TaskState.COMPLETED,
+    )
+    assert done
+
+
+#: Merged into a test's schedules: the six defaults off (their maintenance tasks stay out
+#: of tests about other schedules).
+DEFAULTS_OFF: dict[str, Any] = {name: {"enabled": False} for name in DEFAULT_NAMES}

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from sched_helpers import (
     DEFAULT_NAMES,
+    DEFAULTS_OFF,
     START,
     AppFactory,
     all_finished,
@@ -24,6 +25,7 @@ from sched_helpers import (
     tick_schedule,
 )
 
+from ucore.foundation.config import TaskParams, register_task_params
 from ucore.stores.records import Priority, TaskState
 from ucore.testing import FakeClock
 
@@ -171,36 +173,41 @@ async def test_missed_runs_fire_once_at_start_then_continue(apps: AppFactory) ->
     ]
 
 
-async def test_default_schedules_exist_but_never_fire(apps: AppFactory) -> None:
+class GhostParams(TaskParams):
+    """A task whose parameters are known but whose handler is never registered."""
+
+
+register_task_params("ghost_task", GhostParams)
+
+
+async def test_schedule_of_an_unregistered_task_exists_but_never_fires(apps: AppFactory) -> None:
     clock = FakeClock(START)
-    app = await apps(apps.config(), clock)
+    schedules = {**DEFAULTS_OFF, "tick": tick_schedule(),
+                 "ghost": {"task": "ghost_task", "interval_hours": 6}}
+    app = await apps(apps.config(schedules), clock)
     await idle(clock)
     statuses = {s.name: s for s in await app.scheduler.status()}
-    assert set(statuses) == {*DEFAULT_NAMES, "tick"}
-    for name in DEFAULT_NAMES:
-        assert statuses[name].registered is False
-        assert statuses[name].enabled is True
+    assert set(statuses) == {*DEFAULT_NAMES, "tick", "ghost"}
+    assert statuses["ghost"].registered is False
+    assert statuses["ghost"].enabled is True
     assert statuses["tick"].registered is True
 
-    # a week and a bit in 6-hour steps: every default schedule's due time passes at least
-    # once (each step past several due times of one schedule is one catch-up)
+    # a week and a bit in 6-hour steps: the ghost's due time passes every step
     for _ in range(7 * 4 + 1):
         await all_finished(app)
         await step(clock, 6 * 3600)
     await all_finished(app, within=10)
     every = await app.tasks.list_tasks(limit=10_000)
-    assert {t.origin for t in every} == {"schedule:tick"}, "a default schedule fired"
+    assert {t.origin for t in every} == {"schedule:tick"}, "the ghost schedule fired"
     assert {t.name for t in every} == {"sleep"}
 
-    states = await app.tasks.store.schedule_states()
-    for name in DEFAULT_NAMES:
-        state = states[name]
-        assert state.last_fire is None and state.last_task_id is None
-        assert state.last_skip_reason == f"task '{name}' is not registered"
-        assert state.next_fire is not None and state.next_fire > clock.now()
+    state = (await app.tasks.store.schedule_states())["ghost"]
+    assert state.last_fire is None and state.last_task_id is None
+    assert state.last_skip_reason == "task 'ghost_task' is not registered"
+    assert state.next_fire is not None and state.next_fire > clock.now()
     status = {s.name: s for s in await app.scheduler.status()}
-    assert status["database_cleanup"].last_skip_at is not None
-    assert status["cache_cleanup"].last_run is None
+    assert status["ghost"].last_skip_at is not None
+    assert status["ghost"].last_run is None
 
 
 async def test_cron_schedule_started_inside_repeated_hour_waits_for_its_time(

@@ -61,7 +61,9 @@ def child_config(data_dir: Path, lease_seconds: float) -> Any:
                 "lease_seconds": lease_seconds,
                 "max_interruptions": 50,
                 "shutdown_grace_seconds": 5.0,
-            }
+            },
+            # only the test's own tasks: no maintenance runs beside them
+            "maintenance": {"enabled": False},
         },
         data_dir=data_dir,
         env={},

@@ -68,7 +68,15 @@ Registrar = Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None
 
 
 def _registrars() -> list[Registrar]:
-    from ucore.cli import config_cmd, run_cmd, schedule_cmd, status_cmd, tasks_cmd
+    from ucore.cli import (
+        config_cmd,
+        library_cmd,
+        maintenance_cmd,
+        run_cmd,
+        schedule_cmd,
+        status_cmd,
+        tasks_cmd,
+    )
 
     return [
         config_cmd.register,
@@ -76,6 +84,8 @@ def _registrars() -> list[Registrar]:
         tasks_cmd.register,
         status_cmd.register,
         schedule_cmd.register,
+        maintenance_cmd.register,
+        library_cmd.register,
     ]
 
 

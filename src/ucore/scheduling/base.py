@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from datetime import datetime
 from typing import Any
 
 from ucore.foundation.config.loader import LoadedConfig
@@ -39,6 +40,9 @@ class SchedulerBase(BaseSystem):
         self._changed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._startup_done: set[str] = set()
+        #: schedules held back for a running predecessor: name -> when to look again at
+        #: the latest (a task.finished event makes it look at once)
+        self._held: dict[str, datetime] = {}
         self._warned_unregistered: set[str] = set()
         self._watch_task: asyncio.Task[None] | None = None
         self._own_write: tuple[int, int, int] | None = None

@@ -33,7 +33,7 @@ from ucore.scheduling.schedules import Schedule
 log = logging.getLogger("ucore.scheduler")
 
 #: How often a service looks at its config file for hand edits (a stat, nothing more).
-WATCH_SECONDS = 3.0
+WATCH_SECONDS = 5.0
 
 _EVERY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNIT_KEY = {
@@ -105,8 +105,10 @@ def edit(name: str, change: ScheduleChange) -> Callable[[dict[str, Any]], None]:
         if change.enabled is not None:
             entry["enabled"] = change.enabled
         if change.every is not None or change.cron is not None:
+            # the new trigger replaces the old one; the zone stays (it may be the window's)
             for key in TRIGGER_KEYS:
-                entry.pop(key, None)
+                if key != "timezone":
+                    entry.pop(key, None)
             if change.every is not None:
                 key, value = change.every
                 entry[key] = value
@@ -118,6 +120,9 @@ def edit(name: str, change: ScheduleChange) -> Callable[[dict[str, Any]], None]:
             entry.pop("window", None)
         if change.window is not None:
             entry["window"] = change.window
+        if change.timezone is None and "cron" not in entry and "window" not in entry:
+            # a zone left without a cron or a window to apply to (the entry would be invalid)
+            entry.pop("timezone", None)
         entry.update(change.params)
 
     return apply

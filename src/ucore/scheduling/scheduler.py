@@ -31,6 +31,7 @@ from ucore.scheduling.planner import fire_time, next_nominal
 from ucore.scheduling.run_now import RunNowMixin, ScheduleBusyError
 from ucore.scheduling.schedules import Schedule
 from ucore.scheduling.status import ScheduleStatus, StatusMixin
+from ucore.scheduling.windows import place
 from ucore.stores.records import NewTask, ScheduleState
 from ucore.tasks.errors import InvalidParamsError
 
@@ -85,6 +86,7 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
     def _on_task_finished(self, event: Event) -> None:
         # a predecessor may have finished: chains and held-back schedules look again
         if any(s.after for s in self.schedules.values()):
+            self._held.clear()
             self._changed.set()
 
     # -- state --------------------------------------------------------------------------
@@ -98,7 +100,11 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
             candidates.append(max(state.next_fire, earliest))
         if schedule.run_at_startup and schedule.name not in self._startup_done:
             candidates.append(earliest)
-        return min(candidates) if candidates else None
+        if not candidates:
+            return None
+        due = min(candidates)
+        held = self._held.get(schedule.name)
+        return max(due, held) if held is not None else due
 
     # -- the loop -----------------------------------------------------------------------
     async def _run(self) -> None:
@@ -160,6 +166,7 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
 
     async def _fire(self, schedule: Schedule, state: ScheduleState, now: datetime) -> None:
         store = self.tasks.store
+        self._held.pop(schedule.name, None)
         regular = state.next_fire is not None and state.next_fire <= now
         self._startup_done.add(schedule.name)
         if regular:
@@ -243,9 +250,23 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
         A failed condition is checked again every 15 minutes until the next due time, when
         the run is skipped for good; a predecessor is waited for (woken by its end).
         """
-        self._startup_done.add(schedule.name)
         store = self.tasks.store
-        again = now + timedelta(seconds=recheck or RECHECK_SECONDS)
+        if recheck is not None:
+            # a predecessor runs: the due time stays; look again when a task ends (the
+            # task.finished event) or, for a run in another process, after ``recheck``
+            self._held[schedule.name] = now + timedelta(seconds=recheck)
+            if state.last_skip_reason != reason:  # a recheck of the same wait writes nothing
+                await store.record_schedule_skip(schedule.name, now, reason)
+                log.info("schedule %s held: %s", schedule.name, reason)
+                self.ctx.events.publish(
+                    Event("schedule.skipped", {"name": schedule.name, "reason": reason})
+                )
+            return
+        self._startup_done.add(schedule.name)
+        again = now + timedelta(seconds=RECHECK_SECONDS)
+        if schedule.window is not None:
+            # a recheck never fires outside the window: it waits for the next one
+            again = place(again, schedule.window, self.rng, schedule.timezone)
         following = (
             schedule.trigger.next_fire(state.nominal_next)
             if state.nominal_next is not None
@@ -253,7 +274,7 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
         )
         if state.next_fire is None:
             await store.record_schedule_skip(schedule.name, now, reason)
-        elif following is None or again < following or recheck is not None:
+        elif following is None or again < following:
             await store.advance_schedule(
                 schedule.name,
                 expected_next=state.next_fire,

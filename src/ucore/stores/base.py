@@ -13,17 +13,32 @@ from typing import Any
 
 from ucore.foundation.errors import UCoreError
 from ucore.stores.records import (
+    DbStats,
+    DirRecord,
+    FileRecord,
+    FileStates,
     FireResult,
+    JournalEntry,
+    JournalFilter,
+    NewJournalEntry,
+    NewRoot,
     NewTask,
     NodeRecord,
     Outcome,
     Priority,
+    PurgeBatch,
     Recovered,
+    RootRecord,
+    RootStats,
     RunRecord,
+    ScanBatch,
+    ScanBatchResult,
     ScheduleState,
     TaskFilter,
     TaskRecord,
     TaskState,
+    ThumbnailJob,
+    ThumbnailUpdate,
 )
 
 
@@ -33,6 +48,10 @@ class StoreError(UCoreError):
 
 class StoreLockedError(StoreError):
     """Another process holds the database lock for longer than the busy timeout."""
+
+
+class MissingRootError(UCoreError):
+    """A library root id that is not (or no longer) in the database."""
 
 
 class Store(ABC):
@@ -125,11 +144,11 @@ class Store(ABC):
         traceback: str | None = None,
         add_failure: bool = False,
         add_interruption: bool = False,
-    ) -> bool:
+    ) -> TaskRecord | None:
         """Close the attempt ``run_id`` and move the task to ``next_state``.
 
-        Applies only while the task is still running under that attempt (returns False
-        otherwise, e.g. when its lease expired and another node took it).
+        Returns the task as it is now. Applies only while the task is still running under
+        that attempt (None otherwise, e.g. when its lease expired and another node took it).
         """
 
     @abstractmethod
@@ -240,3 +259,141 @@ class Store(ABC):
 
     @abstractmethod
     async def record_schedule_skip(self, name: str, at: datetime, reason: str) -> None: ...
+
+    # ====================================================================================
+    # Library (UCoreFS): roots, directories, file records, thumbnails, and the journal.
+    # Paths are relative to their root ("/" separators, "" = the root); names are the OS's
+    # str form and round-trip exactly, undecodable bytes included (ucore.stores.names).
+    # ====================================================================================
+
+    # -- library: roots -----------------------------------------------------------------
+    @abstractmethod
+    async def insert_root(self, root: NewRoot) -> tuple[RootRecord, bool]:
+        """Store a new root; returns (record, created). A root with the same path is
+        returned unchanged with ``created`` False."""
+
+    @abstractmethod
+    async def get_root(self, root_id: int) -> RootRecord | None: ...
+
+    @abstractmethod
+    async def list_roots(self) -> list[RootRecord]:
+        """Oldest first."""
+
+    @abstractmethod
+    async def set_root_device(self, root_id: int, old_device: int, new_device: int) -> None:
+        """The root's volume got another device number (a reboot renumbered it): move the
+        root and the directories recorded on ``old_device`` to ``new_device``."""
+
+    @abstractmethod
+    async def set_root_scanned(self, root_id: int, at: datetime, task_id: int | None) -> None:
+        """Record a finished scan of the root."""
+
+    @abstractmethod
+    async def delete_root(self, root_id: int, *, batch: int = 5000) -> int:
+        """Remove the root with its directories and file records, in short transactions of
+        at most ``batch`` rows (the root's row goes last, so a retry finishes the job).
+        Returns the number of file records removed; raises MissingRootError for an unknown id.
+        """
+
+    @abstractmethod
+    async def root_stats(self) -> dict[int, RootStats]:
+        """Per root id: file records, their bytes, and thumbnails by state."""
+
+    # -- library: directories and file records ------------------------------------------
+    @abstractmethod
+    async def list_dirs(self, root_id: int) -> list[DirRecord]:
+        """Every indexed directory of the root."""
+
+    @abstractmethod
+    async def file_states(self, dir_ids: list[int]) -> dict[int, FileStates]:
+        """The file records of these directories as a scan compares them, by directory id
+        (a directory without records is absent)."""
+
+    @abstractmethod
+    async def apply_scan_batch(self, batch: ScanBatch) -> ScanBatchResult:
+        """Write one batch of a scan (see :class:`ScanBatch`). New files are upserted, so two
+        scans of one root running at once do not fail. Raises MissingRootError when the root
+        was removed meanwhile."""
+
+    @abstractmethod
+    async def list_files(
+        self, root_id: int, *, after_id: int = 0, limit: int = 1000
+    ) -> list[FileRecord]:
+        """The root's file records in id order, from ``after_id`` (exclusive)."""
+
+    # Writes of file records outside a scan batch must clear the digest of their
+    # directories (see DirRecord): these two do; use them (the orphan check) rather than
+    # new SQL, or clear the digests in the same transaction.
+    @abstractmethod
+    async def mark_missing(self, file_ids: list[int], at: datetime | None) -> int:
+        """Set ``missing_since`` to ``at`` on these records where it is not set yet (``at``
+        None: clear it); returns how many records changed."""
+
+    @abstractmethod
+    async def delete_files(self, file_ids: list[int]) -> list[tuple[int, str, str]]:
+        """Remove these file records (a few hundred per transaction); returns (root id,
+        relative path, kind) of each one removed, for its thumbnails."""
+
+    # -- library: thumbnails ------------------------------------------------------------
+    @abstractmethod
+    async def thumbnail_jobs(
+        self, root_id: int, *, after_id: int = 0, limit: int = 256
+    ) -> list[ThumbnailJob]:
+        """Pending thumbnails of the root in id order, from ``after_id`` (exclusive)."""
+
+    @abstractmethod
+    async def set_thumbnail_states(self, updates: list[ThumbnailUpdate]) -> None: ...
+
+    # -- journal ------------------------------------------------------------------------
+    @abstractmethod
+    async def add_journal(self, entry: NewJournalEntry) -> int:
+        """Append an entry (entries are never changed); returns its id."""
+
+    @abstractmethod
+    async def list_journal(self, flt: JournalFilter) -> list[JournalEntry]:
+        """Newest first."""
+
+    @abstractmethod
+    async def delete_journal_before(self, before: datetime, *, batch: int = 5000) -> int:
+        """Remove entries older than ``before`` in short transactions; returns how many."""
+
+    # -- database maintenance -----------------------------------------------------------
+    @abstractmethod
+    async def db_stats(self) -> DbStats: ...
+
+    @abstractmethod
+    async def optimize(self) -> None:
+        """Refresh the planner's statistics (SQLite ``PRAGMA optimize``; PG ``ANALYZE``)."""
+
+    @abstractmethod
+    async def checkpoint(self) -> bool:
+        """Move the write-ahead log into the database and truncate it; False when busy."""
+
+    @abstractmethod
+    async def quick_check(self) -> list[str]:
+        """Problems found by a quick consistency check; empty when ok."""
+
+    @abstractmethod
+    async def reclaim_free_pages(self) -> int:
+        """Give free pages back to the file system (incremental vacuum); pages freed."""
+
+    @abstractmethod
+    async def vacuum(self) -> None:
+        """Rebuild the whole database (needs free disk space about its size)."""
+
+    @abstractmethod
+    async def count_purgeable(self, kind: str, before: datetime) -> int:
+        """How many rows ``purge_batch`` would delete (``kind`` in PURGE_KINDS)."""
+
+    @abstractmethod
+    async def purge_batch(self, kind: str, before: datetime, limit: int) -> PurgeBatch:
+        """Delete up to ``limit`` rows older than ``before`` in one short transaction.
+
+        ``tasks``: finished tasks (by finish time; never pending or running);
+        ``history``: finished run-history rows, after adding them to the daily summaries;
+        ``journal``: journal entries.
+        """
+
+    @abstractmethod
+    async def history_daily(self, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Daily per-task summaries of purged run history (trend charts)."""

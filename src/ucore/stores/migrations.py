@@ -111,4 +111,85 @@ SQLITE.append(
     )
 )
 
+SQLITE.append(
+    Migration(
+        3,
+        "library: roots, directories, file records; the journal",
+        """
+        CREATE TABLE library_roots (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            ignore TEXT NOT NULL DEFAULT '[]',
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            marker TEXT,
+            fs_uuid TEXT,
+            added_at REAL NOT NULL,
+            last_scan_at REAL,
+            last_scan_task INTEGER
+        );
+
+        CREATE TABLE library_dirs (
+            id INTEGER PRIMARY KEY,
+            root_id INTEGER NOT NULL,
+            path TEXT NOT NULL,
+            device INTEGER NOT NULL,
+            inode INTEGER NOT NULL,
+            digest TEXT,
+            indexed_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX library_dirs_path ON library_dirs (root_id, path);
+
+        CREATE TABLE library_files (
+            id INTEGER PRIMARY KEY,
+            root_id INTEGER NOT NULL,
+            dir_id INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            thumb_state TEXT NOT NULL DEFAULT 'none',
+            thumb_mtime_ns INTEGER,
+            missing_since REAL,
+            indexed_at REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX library_files_dir ON library_files (dir_id, name);
+        CREATE INDEX library_files_missing ON library_files (missing_since)
+            WHERE missing_since IS NOT NULL;
+
+        CREATE TABLE journal (
+            id INTEGER PRIMARY KEY,
+            at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            message TEXT NOT NULL,
+            data TEXT NOT NULL DEFAULT '{}',
+            task_id INTEGER
+        );
+        CREATE INDEX journal_at ON journal (at);
+        CREATE INDEX journal_kind ON journal (kind, at);
+        """,
+    )
+)
+
+SQLITE.append(
+    Migration(
+        4,
+        "daily summaries of purged run history",
+        """
+        CREATE TABLE history_daily (
+            day TEXT NOT NULL,
+            task_name TEXT NOT NULL,
+            runs INTEGER NOT NULL,
+            failures INTEGER NOT NULL,
+            total_duration REAL NOT NULL,
+            max_duration REAL NOT NULL,
+            bytes_freed INTEGER NOT NULL,
+            PRIMARY KEY (day, task_name)
+        );
+        CREATE INDEX tasks_purge ON tasks (finished_at)
+            WHERE state IN ('completed', 'failed', 'cancelled', 'timed_out');
+        """,
+    )
+)
+
 LATEST_SQLITE = SQLITE[-1].version

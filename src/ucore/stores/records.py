@@ -259,3 +259,250 @@ class FireResult:
     task_id: int | None = None
     #: why not: "taken" (another process fired this due time) or a skip reason
     reason: str | None = None
+
+
+# -- library (UCoreFS): roots, directories, file records, thumbnails, journal ---------------
+#
+# Paths below a root are relative, with "/" separators; "" is the root itself. Names are the
+# operating system's ``str`` form (undecodable bytes as surrogate escapes, like os.scandir
+# gives them); the store encodes them for the database (see ucore.stores.names).
+
+
+class ThumbState(enum.StrEnum):
+    """The thumbnail of one file record."""
+
+    #: not an image: it gets no thumbnail
+    NONE = "none"
+    #: an image whose thumbnail is missing or stale (the file changed since)
+    PENDING = "pending"
+    DONE = "done"
+    #: the image could not be read (broken, too big, not an image after all)
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class NewRoot:
+    """What ``add_root`` stores: the folder and its volume identity."""
+
+    path: str
+    ignore: tuple[str, ...]
+    device: int
+    inode: int
+    #: the UUID in the root's marker file; None when the root is read-only
+    marker: str | None
+    #: the file system's UUID (the read-only fallback); None when unknown
+    fs_uuid: str | None
+    added_at: datetime
+
+
+@dataclass(frozen=True)
+class RootRecord:
+    id: int
+    path: str
+    ignore: tuple[str, ...]
+    device: int
+    inode: int
+    marker: str | None
+    fs_uuid: str | None
+    added_at: datetime
+    last_scan_at: datetime | None
+    last_scan_task: int | None
+
+
+@dataclass(frozen=True)
+class RootStats:
+    """What the index holds for one root: file records, their bytes, thumbnails by state."""
+
+    files: int = 0
+    bytes: int = 0
+    thumbnails: dict[str, int] = field(default_factory=dict)
+
+    def thumbnail_count(self, state: ThumbState) -> int:
+        return self.thumbnails.get(state.value, 0)
+
+
+@dataclass(frozen=True)
+class DirRecord:
+    """An indexed directory and the identity it had when it was listed.
+
+    ``digest`` sums up the listing its records were last made equal to (names, sizes and
+    mtimes of its files, names of its subdirectories): a scan that lists the same digest
+    knows the directory unchanged without reading its file records. None = unknown. Any
+    write that adds or removes file records of a directory, or changes their size, mtime or
+    ``missing_since``, outside a scan batch must set its digest to None.
+    """
+
+    id: int
+    root_id: int
+    path: str
+    device: int
+    inode: int
+    digest: str | None = None
+
+
+#: One file as a scan compares it: name -> (record id, size, mtime_ns). A record marked
+#: missing (``missing_since`` set) has mtime_ns -1, so a scan that finds the file rewrites it.
+FileStates = dict[str, tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    id: int
+    root_id: int
+    dir_id: int
+    rel_path: str
+    size: int
+    mtime_ns: int
+    kind: str
+    thumb_state: ThumbState
+    #: the source's mtime_ns when its thumbnail was made (valid while equal to ``mtime_ns``)
+    thumb_mtime_ns: int | None
+    missing_since: datetime | None
+    indexed_at: datetime
+
+    @property
+    def thumbnail_valid(self) -> bool:
+        return self.thumb_state is ThumbState.DONE and self.thumb_mtime_ns == self.mtime_ns
+
+
+@dataclass(frozen=True)
+class DirIdentity:
+    """A directory a scan listed: inserted, or its identity updated."""
+
+    path: str
+    device: int
+    inode: int
+
+
+#: A new file of a scan: (name, size, mtime_ns, kind).
+NewFile = tuple[str, int, int, str]
+
+
+@dataclass
+class ScanBatch:
+    """One write of a scan: everything in it is applied in one transaction.
+
+    ``new_files`` maps a directory's path to its new files; the directory is in ``dirs`` of
+    this batch or an earlier one. ``changed`` holds (record id, size, mtime_ns). Records of
+    ``gone_dirs`` (ids) and everything recorded below them are removed in short batches.
+    ``digests`` (directory path, digest or None) are set last, in order, in the same
+    transaction: a directory's digest is written with its last changes.
+    """
+
+    root_id: int
+    at: datetime
+    dirs: list[DirIdentity] = field(default_factory=list)
+    new_files: dict[str, list[NewFile]] = field(default_factory=dict)
+    changed: list[tuple[int, int, int]] = field(default_factory=list)
+    gone_files: list[int] = field(default_factory=list)
+    gone_dirs: list[int] = field(default_factory=list)
+    digests: list[tuple[str, str | None]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """How many rows this batch writes (directories and files)."""
+        return (
+            len(self.dirs)
+            + sum(len(v) for v in self.new_files.values())
+            + len(self.changed)
+            + len(self.gone_files)
+            + len(self.gone_dirs)
+        )
+
+
+@dataclass(frozen=True)
+class ScanBatchResult:
+    #: file records removed (gone files and everything under gone directories)
+    removed: int
+    #: removed image records as (dir id, name): their thumbnails are to be deleted
+    removed_images: list[tuple[int, str]]
+    #: the ids of the directories this batch inserted, by path
+    dir_ids: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ThumbnailJob:
+    id: int
+    rel_path: str
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class ThumbnailUpdate:
+    id: int
+    state: ThumbState
+    #: the source's mtime_ns the thumbnail was made from (None when it failed)
+    source_mtime_ns: int | None
+
+
+@dataclass(frozen=True)
+class NewJournalEntry:
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any] = field(default_factory=dict)
+    task_id: int | None = None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    at: datetime
+    kind: str
+    message: str
+    data: dict[str, Any]
+    task_id: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": _iso(self.at),
+            "kind": self.kind,
+            "message": self.message,
+            "data": self.data,
+            "task_id": self.task_id,
+        }
+
+
+@dataclass(frozen=True)
+class JournalFilter:
+    """Entries newest first. ``kind`` matches that kind and its dotted sub-kinds
+    (``library`` matches ``library.scan``); ``since`` is inclusive, ``until`` exclusive."""
+
+    kind: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class DbStats:
+    """Sizes of the database, for database_optimization's report."""
+
+    file_bytes: int
+    wal_bytes: int
+    page_size: int
+    page_count: int
+    freelist_count: int
+    #: "none", "full" or "incremental" (SQLite); "" for other stores
+    auto_vacuum: str = ""
+
+    @property
+    def free_fraction(self) -> float:
+        return self.freelist_count / self.page_count if self.page_count else 0.0
+
+    @property
+    def total_bytes(self) -> int:
+        return self.file_bytes + self.wal_bytes
+
+
+@dataclass(frozen=True)
+class PurgeBatch:
+    """One short purge transaction: rows deleted, daily summaries written."""
+
+    deleted: int
+    summaries: int = 0
+
+
+#: What database_cleanup purges: finished tasks, run history rows, journal entries.
+PURGE_KINDS = ("tasks", "history", "journal")

@@ -264,7 +264,7 @@ class Execution:
             traceback=trace,
             add_failure=add_failure,
         )
-        final = await self.system.store.get_task(rec.id) if ok else None
+        final = ok
         self._settle(final)
         level = logging.INFO if outcome is Outcome.COMPLETED else logging.WARNING
         log.log(
@@ -288,11 +288,10 @@ class Execution:
             next_state=TaskState.PENDING,
             error=f"interrupted: {why}",
         )
-        final = await self.system.store.get_task(self.record.id) if ok else None
-        self._settle(final)
-        if final is not None:
+        self._settle(ok)
+        if ok is not None:
             self.system.ctx.events.publish(
-                task_event("task.finished", final, outcome=Outcome.INTERRUPTED.value)
+                task_event("task.finished", ok, outcome=Outcome.INTERRUPTED.value)
             )
 
     def _cancel_flush(self) -> bool:

@@ -9,7 +9,7 @@ import psutil
 from ucore.stores.records import NodeRecord
 
 #: How often a process with workers writes its heartbeat.
-HEARTBEAT_SECONDS = 5.0
+HEARTBEAT_SECONDS = 10.0
 #: A heartbeat older than this means the process is gone (three missed beats).
 STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
 

@@ -210,7 +210,7 @@ class WorkerPool:
                     )
                     for task_id in set(asked) - held:
                         self.stop_task(task_id, "lease")
-                if self.recover and rounds % 2 == 0:
+                if self.recover and rounds % 3 == 0:
                     await self.recover_now()
             except asyncio.CancelledError:
                 raise

@@ -32,33 +32,40 @@ class SleepParams(TaskParams):
     fail: bool = False
 
 
-class BackgroundVerificationParams(TaskParams):
+class MaintenanceParams(TaskParams):
+    """Parameters every maintenance task takes besides its own."""
+
+    #: report what it would do, change nothing
+    dry_run: bool = False
+
+
+class BackgroundVerificationParams(MaintenanceParams):
     scan_on_drift: bool = True
 
 
-class DatabaseOptimizationParams(TaskParams):
+class DatabaseOptimizationParams(MaintenanceParams):
     max_free_fraction: Fraction = 0.2
     vacuum: bool = False
 
 
-class CacheCleanupParams(TaskParams):
+class CacheCleanupParams(MaintenanceParams):
     # null turns a limit off; either can be off on its own.
     max_cache_size_gb: PositiveFloat | None = 10.0
     max_age_days: NonNegativeFloat | None = 30.0
 
 
-class OrphanedCleanupParams(TaskParams):
+class OrphanedCleanupParams(MaintenanceParams):
     grace_hours: NonNegativeFloat = 24.0
     max_missing_fraction: Fraction = 0.5
     force: bool = False
 
 
-class LogRotationParams(TaskParams):
+class LogRotationParams(MaintenanceParams):
     max_log_files: Annotated[int, Field(gt=0)] = 10
     max_log_size_mb: PositiveFloat = 100.0
 
 
-class DatabaseCleanupParams(TaskParams):
+class DatabaseCleanupParams(MaintenanceParams):
     task_retention_days: NonNegativeFloat = 30.0
     journal_retention_days: NonNegativeFloat = 90.0
 

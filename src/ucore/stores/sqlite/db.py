@@ -69,7 +69,8 @@ def translate(exc: sqlite3.Error, path: Path) -> StoreError:
 
 def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
     """A connection with UCore's pragmas (WAL, synchronous, busy timeout)."""
-    if not path.exists():
+    new = not path.exists()
+    if new:
         # create it 0600 ourselves; SQLite gives its -wal and -shm files the same mode
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -79,6 +80,11 @@ def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if new or path.stat().st_size == 0:
+            # an empty file: let database_optimization give free pages back later
+            # (incremental_vacuum); SQLite only takes this before the first table and the
+            # switch to WAL
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = _journal_mode_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch to WAL (journal_mode={mode})")
@@ -242,6 +248,8 @@ class Database:
         self.busy_timeout = busy_timeout
         self._writer: _Writer | None = None
         self._reader: _Worker | None = None
+        self._poll: sqlite3.Connection | None = None
+        self._poll_fallback = -1
 
     def _open_conn(self) -> sqlite3.Connection:
         return connect(self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
@@ -253,6 +261,13 @@ class Database:
         self._reader = _Worker("ucore-sqlite-reader", self.path, self._open_conn)
         self._reader.start()
         await self._ready(self._reader)
+        try:
+            poll = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+            poll.execute("PRAGMA busy_timeout = 50")
+        except sqlite3.Error as exc:
+            await self.stop()
+            raise translate(exc, self.path) from None
+        self._poll = poll
 
     async def _ready(self, worker: _Worker) -> None:
         try:
@@ -264,7 +279,27 @@ class Database:
             await self.stop()
             raise StoreError(f"cannot open database {self.path} ({exc.strerror or exc})") from None
 
+    def data_version(self) -> int:
+        """``PRAGMA data_version`` read right here, on the caller's thread.
+
+        It changes when another connection (this process's writer included) commits. It is
+        a read of the shared-memory WAL index, microseconds, no disk: cheap enough for the
+        event loop's once-a-second check, where a thread hop would cost three wake-ups.
+        """
+        conn = self._poll
+        if conn is None:
+            raise StoreError(f"database {self.path} is closed")
+        try:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            # busy in a rare recovery: report "changed" so the caller looks again
+            self._poll_fallback -= 1
+            return self._poll_fallback
+
     async def stop(self) -> None:
+        if self._poll is not None:
+            self._poll.close()
+            self._poll = None
         for worker in (self._reader, self._writer):
             if worker is not None and worker.is_alive():
                 worker.jobs.put(None)

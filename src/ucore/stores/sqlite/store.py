@@ -32,6 +32,8 @@ from ucore.stores.records import (
     to_ts,
 )
 from ucore.stores.sqlite.db import Database
+from ucore.stores.sqlite.library import LibrarySQL
+from ucore.stores.sqlite.maintenance import MaintenanceSQL
 from ucore.stores.sqlite.schema import current_version, migrate
 
 _TASK_COLUMNS = (
@@ -103,7 +105,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
     )
 
 
-class SQLiteStore(Store):
+class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
     kind = "sqlite"
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
@@ -132,7 +134,7 @@ class SQLiteStore(Store):
         return await self.db.read(current_version)
 
     async def change_token(self) -> int:
-        return await self.db.read(lambda c: int(c.execute("PRAGMA data_version").fetchone()[0]))
+        return self.db.data_version()
 
     async def integrity_check(self) -> list[str]:
         rows = await self.db.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
@@ -195,7 +197,9 @@ class SQLiteStore(Store):
         if names is not None:
             if not names:
                 return None
-            cond.append(f"name IN ({','.join('?' * len(names))})")
+            # "+name": never pick the name index for this query; the partial tasks_claim
+            # index (pending only) must drive it, or a claim reads the whole history
+            cond.append(f"+name IN ({','.join('?' * len(names))})")
             args.extend(sorted(names))
         pick = f"SELECT id FROM tasks WHERE {' AND '.join(cond)} ORDER BY priority DESC, id LIMIT 1"
 
@@ -265,12 +269,12 @@ class SQLiteStore(Store):
         traceback: str | None = None,
         add_failure: bool = False,
         add_interruption: bool = False,
-    ) -> bool:
+    ) -> TaskRecord | None:
         now_ts = to_ts(now)
         result_json = None if result is None else dumps(result)
 
-        def op(c: sqlite3.Connection) -> bool:
-            return _finish(
+        def op(c: sqlite3.Connection) -> TaskRecord | None:
+            if not _finish(
                 c,
                 task_id,
                 run_id,
@@ -283,7 +287,12 @@ class SQLiteStore(Store):
                 traceback=traceback,
                 add_failure=add_failure,
                 add_interruption=add_interruption,
-            )
+            ):
+                return None
+            row = c.execute(
+                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
+            ).fetchone()
+            return task_from_row(row)
 
         return await self.db.write(op)
 
