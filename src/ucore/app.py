@@ -77,27 +77,19 @@ class App:
 
     @property
     def tasks(self) -> TaskSystem:
-        system = self.ctx.system("tasks")
-        assert isinstance(system, TaskSystem)
-        return system
+        return self.ctx.typed("tasks", TaskSystem)
 
     @property
     def library(self) -> LibrarySystem:
-        system = self.ctx.system("library")
-        assert isinstance(system, LibrarySystem)
-        return system
+        return self.ctx.typed("library", LibrarySystem)
 
     @property
     def maintenance(self) -> MaintenanceService:
-        system = self.ctx.system("maintenance")
-        assert isinstance(system, MaintenanceService)
-        return system
+        return self.ctx.typed("maintenance", MaintenanceService)
 
     @property
     def scheduler(self) -> PeriodicTaskScheduler:
-        system = self.ctx.system("scheduler")
-        assert isinstance(system, PeriodicTaskScheduler)
-        return system
+        return self.ctx.typed("scheduler", PeriodicTaskScheduler)
 
     async def shutdown(self) -> None:
         await self._lifecycle.stop()

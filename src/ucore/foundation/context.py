@@ -6,7 +6,7 @@ import os
 import socket
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ucore.foundation.events import EventBus
 
@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from ucore.foundation.config.loader import LoadedConfig
     from ucore.foundation.paths import Locations
     from ucore.foundation.system import BaseSystem, Role
+
+
+S = TypeVar("S")
 
 
 @dataclass
@@ -39,3 +42,10 @@ class Context:
             return self.systems[name]
         except KeyError:
             raise KeyError(f"no system '{name}' in this process ({self.role})") from None
+
+    def typed(self, name: str, kind: type[S]) -> S:
+        """The system ``name``, checked to be a ``kind`` (for typed accessors)."""
+        system = self.system(name)
+        if not isinstance(system, kind):
+            raise TypeError(f"system '{name}' is a {type(system).__name__}, not a {kind.__name__}")
+        return system

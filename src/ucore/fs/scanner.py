@@ -71,9 +71,10 @@ def listing_digest(listing: Listing) -> str | None:
 
     ``marshal`` is the fastest exact serializer of these plain values (the digest is most of
     what a rescan costs above the bare walk: 0.025 s per 200,000 files, 0.04 s with
-    ``pickle``); its bytes are only hashed, never loaded. Equal bytes mean equal values, so a digest match is never wrong; bytes
-    that differ for equal values (marshal's back-references follow reference counts, the
-    listing order may change) only send that directory down the slow path once.
+    ``pickle``); its bytes are only hashed, never loaded. Equal bytes mean equal values, so
+    a digest match is never wrong; bytes that differ for equal values (marshal's
+    back-references follow reference counts, the listing order may change) only send that
+    directory down the slow path once.
     """
     if listing.errors or listing.mounts:
         return None

@@ -84,15 +84,11 @@ class LibrarySystem(BaseSystem):
     # -- what it stands on --------------------------------------------------------------
     @property
     def tasks(self) -> TaskSystem:
-        system = self.ctx.system("tasks")
-        assert isinstance(system, TaskSystem)
-        return system
+        return self.ctx.typed("tasks", TaskSystem)
 
     @property
     def store(self) -> Store:
-        system = self.ctx.system("store")
-        assert isinstance(system, StoreSystem)
-        return system.store
+        return self.ctx.typed("store", StoreSystem).store
 
     @property
     def clock(self) -> Clock:
@@ -243,6 +239,4 @@ class LibrarySystem(BaseSystem):
 
 
 def library_of(ctx: Context) -> LibrarySystem:
-    system = ctx.system("library")
-    assert isinstance(system, LibrarySystem)
-    return system
+    return ctx.typed("library", LibrarySystem)

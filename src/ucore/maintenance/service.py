@@ -45,9 +45,7 @@ class MaintenanceService(BaseSystem):
 
     @property
     def tasks(self) -> TaskSystem:
-        system = self.ctx.system("tasks")
-        assert isinstance(system, TaskSystem)
-        return system
+        return self.ctx.typed("tasks", TaskSystem)
 
     def _store(self) -> Store:
         return self.tasks.store

@@ -50,9 +50,7 @@ class SchedulerBase(BaseSystem):
 
     @property
     def tasks(self) -> TaskSystem:
-        system = self.ctx.system("tasks")
-        assert isinstance(system, TaskSystem)
-        return system
+        return self.ctx.typed("tasks", TaskSystem)
 
     def wake(self) -> None:
         """Re-evaluate the schedules now (a change happened)."""

@@ -61,9 +61,7 @@ class TaskSystem(BaseSystem):
 
     @property
     def store(self) -> Store:
-        system = self.ctx.system("store")
-        assert isinstance(system, StoreSystem)
-        return system.store
+        return self.ctx.typed("store", StoreSystem).store
 
     # -- lifecycle ----------------------------------------------------------------------
     async def initialize(self) -> None:
