@@ -13,7 +13,7 @@ from ucore.app import App
 from ucore.cli.output import err, out, print_json
 from ucore.cli.render import columns
 from ucore.cli.session import open_app, run
-from ucore.cli.tasks_cmd import finish_with
+from ucore.cli.tasks_cmd import finish_with, report_queued
 from ucore.cli.waiting import wait_for_task
 from ucore.fs.errors import LibraryError
 from ucore.fs.system import RootInfo
@@ -216,16 +216,7 @@ async def _submitted(app: App, task_id: int, args: argparse.Namespace) -> int:
                 "--wait)"
             )
         return finish_with(record, args.json)
-    if not await app.tasks.service_alive():
-        err(
-            f"warning: no service is running; task {task_id} waits until one starts "
-            "(ucore run), or use --wait to run it here"
-        )
-    if args.json:
-        print_json((await app.tasks.get(task_id)).to_json())
-    else:
-        out(str(task_id))
-    return 0
+    return await report_queued(app, task_id, args.json)
 
 
 def scan_cmd(args: argparse.Namespace) -> int:

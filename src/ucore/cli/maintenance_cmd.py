@@ -8,7 +8,7 @@ from typing import Any
 from ucore.cli.output import out, print_json
 from ucore.cli.render import columns
 from ucore.cli.session import open_app, parse_params, run
-from ucore.cli.tasks_cmd import finish_with, print_task
+from ucore.cli.tasks_cmd import finish_with, report_queued
 from ucore.cli.waiting import wait_for_task
 from ucore.foundation.clock import iso
 from ucore.foundation.config.schedule import DEFAULT_SCHEDULES
@@ -108,12 +108,7 @@ def run_cmd(args: argparse.Namespace) -> int:
             task_id, merged = await app.scheduler.run_now(args.name, params)
             if args.wait:
                 return finish_with(await wait_for_task(app, task_id), args.json)
-            task = await app.tasks.get(task_id)
-            if args.json:
-                print_task(task, True)
-            else:
-                note = " (an identical queued run, now at normal priority)" if merged else ""
-                out(f"{task_id}{note}")
-            return 0
+            note = " (an identical queued run, now at normal priority)" if merged else ""
+            return await report_queued(app, task_id, args.json, note)
 
     return run(go())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ucore.app import App
 from ucore.cli.output import err, out, print_json
 from ucore.cli.render import history_table, task_lines, task_table
 from ucore.cli.session import open_app, parse_params, run
@@ -107,18 +108,24 @@ def submit_cmd(args: argparse.Namespace) -> int:
             )
             if args.wait:
                 return finish_with(await wait_for_task(app, task_id), args.json)
-            if not await app.tasks.service_alive():
-                err(
-                    f"warning: no service is running; task {task_id} waits until one starts "
-                    "(ucore run), or use --wait to run it here"
-                )
-            if args.json:
-                print_json((await app.tasks.get(task_id)).to_json())
-            else:
-                out(str(task_id))
-            return 0
+            return await report_queued(app, task_id, args.json)
 
     return run(go())
+
+
+async def report_queued(app: App, task_id: int, as_json: bool, note: str = "") -> int:
+    """Without ``--wait``: the task's id alone on one line (or its object with ``--json``),
+    and a warning on stderr when no service is alive to run it."""
+    if not await app.tasks.service_alive():
+        err(
+            f"warning: no service is running; task {task_id} waits until one starts "
+            "(ucore run), or use --wait to run it here"
+        )
+    if as_json:
+        print_json((await app.tasks.get(task_id)).to_json())
+    else:
+        out(f"{task_id}{note}")
+    return 0
 
 
 def list_cmd(args: argparse.Namespace) -> int:

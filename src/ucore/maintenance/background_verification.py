@@ -23,9 +23,15 @@ from ucore.stores.records import RootRecord
 NAME = "background_verification"
 
 
-def count_on_disk(run: MaintenanceRun, root: RootRecord) -> tuple[int, list[str]]:
-    """Library files under the root (in a thread); checks cancel and budget per directory."""
-    flt = LibraryFilter(root.path, root.ignore, device=root.device)
+def count_on_disk(
+    run: MaintenanceRun, root: RootRecord, device: int | None
+) -> tuple[int, list[str]]:
+    """Library files under the root (in a thread); checks cancel and budget per directory.
+
+    ``device`` is the root's device now (as its check found it): a marker-verified root
+    whose device number changed at a reboot is still counted, not "another file system".
+    """
+    flt = LibraryFilter(root.path, root.ignore, device=root.device if device is None else device)
     files = 0
     errors: list[str] = []
     for item in flt.walk():
@@ -54,7 +60,7 @@ async def body(run: MaintenanceRun) -> None:
             entry.update(status="unavailable", disk_count=None, reason=check.reason)
             report.append(entry)
             continue
-        disk_count, errors = await asyncio.to_thread(count_on_disk, run, root)
+        disk_count, errors = await asyncio.to_thread(count_on_disk, run, root, check.device)
         # reported once complete: a root whose count the budget cut short is left out
         report.append(entry)
         entry["disk_count"] = disk_count

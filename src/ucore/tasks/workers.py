@@ -30,6 +30,8 @@ log = logging.getLogger("ucore.tasks")
 
 IDLE_POLL_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.5
+#: How long a shutdown waits for the claim loop to leave on its own (then it is cancelled).
+CLAIM_LOOP_EXIT_SECONDS = 5.0
 
 
 class WorkerPool:
@@ -78,8 +80,16 @@ class WorkerPool:
     async def stop(self, grace: float) -> None:
         """Stop claiming, ask running tasks to stop, wait ``grace`` s, interrupt the rest."""
         self._stopping = True
-        for task in self._tasks:
+        claim_loop, *others = self._tasks
+        for task in others:
             task.cancel()
+        # The claim loop is woken, not cancelled: a claim already committed must reach
+        # _launch (and so be stopped below), or the task would stay "running" with no worker.
+        self._wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(claim_loop), CLAIM_LOOP_EXIT_SECONDS)
+        except TimeoutError:
+            claim_loop.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
