@@ -511,6 +511,28 @@ def test_cli_set_invalid_exit_2_file_unchanged(
     assert leftovers(path.parent) == []
 
 
+def test_cli_chain_and_unchain(cli: tuple[RunUcore, Path]) -> None:
+    run, path = cli
+    result = run(
+        "schedule", "set", "tick", "--after", "database_cleanup", "--after", "database_optimization"
+    )
+    assert result.returncode == 0, result.stderr
+    entry = read(path)["maintenance"]["schedule"]["tick"]
+    assert entry["after"] == ["database_cleanup", "database_optimization"]
+    assert entry["interval_seconds"] == 60  # the rest of the entry kept
+
+    before = path.read_bytes()
+    for args in (("tick", "--after", "nope"), ("database_cleanup", "--after", "tick")):
+        bad = run("schedule", "set", *args)  # unknown name; a cycle
+        assert bad.returncode == 2, (bad.stdout, bad.stderr)
+        assert "maintenance.schedule." in bad.stderr and "Traceback" not in bad.stderr
+        assert path.read_bytes() == before
+
+    result = run("schedule", "set", "tick", "--no-after")
+    assert result.returncode == 0, result.stderr
+    assert "after" not in read(path)["maintenance"]["schedule"]["tick"]
+
+
 def test_cli_show_json(cli: tuple[RunUcore, Path]) -> None:
     run, _ = cli
     result = run("schedule", "show", "tick", "--json")

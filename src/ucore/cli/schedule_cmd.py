@@ -49,6 +49,14 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     win = change.add_mutually_exclusive_group()
     win.add_argument("--window", metavar="HH:MM-HH:MM", help="run only inside this window")
     win.add_argument("--no-window", action="store_true", help="remove the schedule's window")
+    chain = change.add_mutually_exclusive_group()
+    chain.add_argument(
+        "--after",
+        action="append",
+        metavar="NAME",
+        help="run after this schedule (repeat for several)",
+    )
+    chain.add_argument("--no-after", action="store_true", help="remove the schedule's chain")
     change.add_argument(
         "--param",
         action="append",
@@ -154,12 +162,13 @@ def set_cmd(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         window=parse_window(args.window) if args.window else None,
         clear_window=args.no_window,
+        after=tuple(args.after) if args.after else (() if args.no_after else None),
         params=parse_params(args.param),
     )
     if change.empty():
         raise UsageError(
             "nothing to change: give --enable/--disable, --every, --cron, "
-            "--window, --no-window or --param"
+            "--window, --no-window, --after, --no-after or --param"
         )
 
     async def go() -> int:

@@ -75,6 +75,8 @@ class ScheduleChange:
     timezone: str | None = None
     window: dict[str, str] | None = None
     clear_window: bool = False
+    #: the schedules it runs after (an empty tuple removes the chain)
+    after: tuple[str, ...] | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
     def empty(self) -> bool:
@@ -85,6 +87,7 @@ class ScheduleChange:
             and self.timezone is None
             and self.window is None
             and not self.clear_window
+            and self.after is None
             and not self.params
         )
 
@@ -120,6 +123,11 @@ def edit(name: str, change: ScheduleChange) -> Callable[[dict[str, Any]], None]:
             entry.pop("window", None)
         if change.window is not None:
             entry["window"] = change.window
+        if change.after is not None:
+            if change.after:
+                entry["after"] = list(change.after)
+            else:
+                entry.pop("after", None)
         if change.timezone is None and "cron" not in entry and "window" not in entry:
             # a zone left without a cron or a window to apply to (the entry would be invalid)
             entry.pop("timezone", None)
