@@ -30,7 +30,9 @@ time = when the scheduler acted on it minus the nominal due time (wall clock, ``
   ``EVENT_JOB_SUBMITTED`` (also ``EVENT_JOB_MISSED`` / ``EVENT_JOB_MAX_INSTANCES``, so a late
   run is never dropped from the figures) minus each of the event's ``scheduled_run_times``.
 
-The first ``--warmup`` seconds after the spinners start are not measured. Sides alternate
+The first ``--warmup`` seconds after the spinners start are not measured. ``--spinners 0``
+measures the same without GIL contention (ucore's tick tasks then fire and run);
+``--switch-interval MS`` sets ``sys.setswitchinterval`` in both children. Sides alternate
 (ucore, apscheduler, ucore, ...), each run in a fresh process. Target: ucore p99 < 50 ms.
 
     python benchmarks/bench_lateness.py           # 5 alternating runs of 15 s per side
@@ -122,7 +124,7 @@ def child_ucore(args: argparse.Namespace) -> dict[str, Any]:
         def on_started(event: Any) -> None:
             if event.data.get("name") == "spin":
                 started.add(event.data["task_id"])
-                if len(started) == 2:
+                if len(started) == args.spinners:
                     spinning.set()
 
         async def read_state(rec: dict[str, Any]) -> None:
@@ -143,9 +145,10 @@ def child_ucore(args: argparse.Namespace) -> dict[str, Any]:
 
         app.ctx.events.subscribe(on_started, "task.started")
         app.ctx.events.subscribe(on_schedule, "schedule.")
-        for _ in range(2):
+        for _ in range(args.spinners):
             await app.tasks.submit("spin", {}, priority="high")
-        await asyncio.wait_for(spinning.wait(), 30)
+        if args.spinners:
+            await asyncio.wait_for(spinning.wait(), 30)
         t_spin = time.time()
         measuring[0] = True
         await asyncio.sleep(args.warmup + args.seconds + 0.5)
@@ -223,7 +226,7 @@ def child_apscheduler(args: argparse.Namespace) -> dict[str, Any]:
         return None
 
     async def main() -> dict[str, Any]:
-        threads = [threading.Thread(target=spinner, name=f"spin-{i}") for i in range(2)]
+        threads = [threading.Thread(target=spinner, name=f"spin-{i}") for i in range(args.spinners)]
         for th in threads:
             th.start()
         t_spin = time.time()
@@ -276,6 +279,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per run (15)")
     p.add_argument("--runs", type=int, default=None, help="runs per side (5)")
     p.add_argument("--warmup", type=float, default=1.5, help="unmeasured seconds first (1.5)")
+    p.add_argument(
+        "--spinners", type=int, default=2, help="spinning threads (2; 0: no GIL contention)"
+    )
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="sys.setswitchinterval in both children (default: Python's 5 ms)",
+    )
     p.add_argument("--dir", type=Path, default=None, help="where the databases go (default TMP)")
     p.add_argument("--keep", action="store_true")
     p.add_argument(
@@ -301,16 +314,21 @@ def _ms(values: list[float]) -> list[float]:
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.child:
+        if args.switch_interval is not None:
+            sys.setswitchinterval(args.switch_interval / 1000)
         print(json.dumps(CHILDREN[args.child](args)))
         return 0
     base = make_tmp(args.dir, "ucore-bench-lateness-")
     if args.snapshot:
         snapshot_src(base)
+    switch = (
+        args.switch_interval if args.switch_interval is not None else sys.getswitchinterval() * 1e3
+    )
     print_header("firing lateness of a 1 s schedule, all slots CPU-bound (ms)", sys.argv, base)
     print(
         f"measured: {args.seconds:g} s per run after {args.warmup:g} s warm-up, runs: "
-        f"{args.runs} per side (alternating), 2 spinning threads per process, "
-        f"switch interval {sys.getswitchinterval() * 1000:g} ms\n"
+        f"{args.runs} per side (alternating), {args.spinners} spinning threads per process, "
+        f"switch interval {switch:g} ms\n"
     )
     script = Path(__file__).resolve()
     results: dict[str, list[dict[str, Any]]] = {s: [] for s in SIDES}
@@ -321,6 +339,9 @@ def main(argv: list[str]) -> int:
                 d.mkdir()
                 child_args = ["--child", side, "--dir", str(d)]
                 child_args += ["--seconds", str(args.seconds), "--warmup", str(args.warmup)]
+                child_args += ["--spinners", str(args.spinners)]
+                if args.switch_interval is not None:
+                    child_args += ["--switch-interval", str(args.switch_interval)]
                 r = run_child(script, child_args, timeout=args.seconds + 120)
                 cleanup(d, args.keep)
                 lat = _ms(r["lateness"])

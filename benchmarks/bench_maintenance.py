@@ -300,16 +300,39 @@ def counts(path: str) -> dict[str, int]:
 
 
 # -- 1. purge: the other process ------------------------------------------------------------
-def child_submitter(data: str, out: str, interval_ms: str) -> dict[str, Any]:
-    """Submit ``sleep`` every interval until SIGTERM; each submit's (wall start, seconds)."""
+def child_submitter(data: str, out: str, interval_ms: str, poll_ms: str = "0") -> dict[str, Any]:
+    """Submit ``sleep`` every interval until SIGTERM; each submit's (wall start, seconds).
+
+    ``poll_ms`` (experiment): the writer's ``BEGIN IMMEDIATE`` tries the lock every
+    ``poll_ms`` instead of SQLite's busy handler backing off to 100 ms between tries.
+    """
     from ucore.app import bootstrap
 
     interval = float(interval_ms) / 1000
     samples: list[tuple[float, float, str | None]] = []
+    poll = int(float(poll_ms))
+    if poll:
+        import ucore.stores.sqlite.db as db_module
+
+        def begin(self: Any, conn: sqlite3.Connection) -> None:
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                        raise
+
+        db_module._Writer._begin = begin  # type: ignore[method-assign]
 
     async def main() -> None:
         cfg = config(Path(data), {"database": {"busy_timeout_seconds": 120}})
         app = await bootstrap(cfg, role="client")
+        if poll:
+            await app.tasks.store.db.write_raw(  # type: ignore[attr-defined]
+                lambda c: c.execute(f"PRAGMA busy_timeout = {poll}")
+            )
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         print("ready", flush=True)
@@ -337,7 +360,9 @@ def child_submitter(data: str, out: str, interval_ms: str) -> dict[str, Any]:
     return {"submits": len(samples)}
 
 
-def start_submitter(data: Path, interval_ms: float) -> tuple[subprocess.Popen[str], Path]:
+def start_submitter(
+    data: Path, interval_ms: float, poll_ms: float = 0
+) -> tuple[subprocess.Popen[str], Path]:
     out = data.parent / f"{data.name}-submits.json"
     proc = subprocess.Popen(
         [
@@ -348,6 +373,7 @@ def start_submitter(data: Path, interval_ms: float) -> tuple[subprocess.Popen[st
             str(data),
             str(out),
             f"{interval_ms}",
+            f"{poll_ms}",
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -371,9 +397,9 @@ def stop_submitter(proc: subprocess.Popen[str], out: Path) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def submitting(data: Path, interval_ms: float) -> Iterator[dict[str, Any]]:
+def submitting(data: Path, interval_ms: float, poll_ms: float) -> Iterator[dict[str, Any]]:
     """The other process, for the duration of the block; ``box["submits"]`` after it."""
-    proc, out = start_submitter(data, interval_ms)
+    proc, out = start_submitter(data, interval_ms, poll_ms)
     box: dict[str, Any] = {}
     try:
         yield box
@@ -406,9 +432,14 @@ def waits(submits: dict[str, Any], t0: float, t1: float) -> dict[str, Any]:
 
 
 # -- 1. purge: the two sides ----------------------------------------------------------------
-def time_store_calls(store: Any, calls: list[tuple[str, float, float]], pause: float) -> None:
-    """Record (name, wall start, wall end) of the purge's store calls (instance attributes)."""
-    for name in ("count_purgeable", "purge_batch", "optimize"):
+def time_store_calls(
+    store: Any,
+    calls: list[tuple[str, float, float]],
+    pause: float = 0.0,
+    names: tuple[str, ...] = ("count_purgeable", "purge_batch", "optimize"),
+) -> None:
+    """Record (name, wall start, wall end) of store calls (patched on the instance)."""
+    for name in names:
         original = getattr(store, name)
 
         def timed(original: Any = original, name: str = name) -> Any:
@@ -493,7 +524,7 @@ def child_purge_ours(data: str, options: str) -> dict[str, Any]:
         finally:
             await app.shutdown()
 
-    with submitting(d, opts["interval_ms"]) as other:
+    with submitting(d, opts["interval_ms"], opts["poll_ms"]) as other:
         res = asyncio.run(main())
     rss = maxrss_mib()
     profile_text = prof.report(Path(profile)) if prof else None
@@ -514,10 +545,10 @@ def child_purge_ours(data: str, options: str) -> dict[str, Any]:
     }
 
 
-def child_purge_delete(data: str, interval_ms: str) -> dict[str, Any]:
+def child_purge_delete(data: str, interval_ms: str, poll_ms: str) -> dict[str, Any]:
     d = Path(data)
     db = str(d / "ucore.db")
-    with submitting(d, float(interval_ms)) as other:
+    with submitting(d, float(interval_ms), float(poll_ms)) as other:
         conn = sqlite3.connect(db, isolation_level=None, timeout=5.0)
         for pragma in (
             "busy_timeout = 5000",
@@ -649,15 +680,31 @@ def child_scan(tree: str, data: str) -> dict[str, Any]:
 
 
 def child_verify_ours(data: str, profile: str) -> dict[str, Any]:
+    import ucore.maintenance.background_verification as verification
     from ucore.app import bootstrap
 
     prof = ThreadProfiles() if profile else None
+    calls: list[tuple[str, float, float]] = []
+    peak: dict[str, float] = {}
+    walk = verification.count_on_disk
+
+    def count_on_disk(*args: Any) -> Any:  # in a thread: the walk of the root
+        start = time.time()
+        peak["before_walk"] = maxrss_mib()
+        try:
+            return walk(*args)
+        finally:
+            calls.append(("count_on_disk", start, time.time()))
+
+    verification.count_on_disk = count_on_disk
 
     async def main() -> dict[str, Any]:
         if prof:  # before bootstrap: the database threads start there
             prof.start()
         app = await bootstrap(config(Path(data)), role="client")
         try:
+            time_store_calls(app.tasks.store, calls, names=("list_roots", "root_stats"))
+            peak["after_bootstrap"] = maxrss_mib()
             start = time.perf_counter()
             task_id = await app.tasks.submit(
                 "background_verification", {"scan_on_drift": False}, origin="bench"
@@ -679,6 +726,8 @@ def child_verify_ours(data: str, profile: str) -> dict[str, Any]:
 
     out = asyncio.run(main())
     out["maxrss_mib"] = maxrss_mib()
+    out["peak"] = peak
+    out["spent"] = {name: b - a for name, a, b in calls}
     out["profile"] = prof.report(Path(profile)) if prof else None
     return out
 
@@ -768,10 +817,11 @@ def bench_purge(args: argparse.Namespace, base: Path) -> None:
         print(f"pick plan       : {table}: {plan}")
     mode = "runner (become_runner)" if args.ours_workers == "runner" else "start_workers()"
     print(f"other process   : submit('sleep') every {args.interval_ms:g} ms; ours: {mode}")
-    if args.batch_rows or args.batch_pause_ms:
+    if args.batch_rows or args.batch_pause_ms or args.waiter_poll_ms:
         print(
             f"EXPERIMENT      : batch of {args.batch_rows or 'default'} rows, "
-            f"pause {args.batch_pause_ms:g} ms after each batch (not ucore's behaviour)"
+            f"pause {args.batch_pause_ms:g} ms after each batch, the submitter polls the lock "
+            f"every {args.waiter_poll_ms:g} ms (0: SQLite's busy handler) - not ucore's behaviour"
         )
     print(f"runs            : {args.runs}, alternating ours / one DELETE\n", flush=True)
     rows: dict[str, list[dict[str, Any]]] = {"ours": [], "delete": []}
@@ -785,11 +835,18 @@ def bench_purge(args: argparse.Namespace, base: Path) -> None:
             "profile": profile,
             "batch_rows": args.batch_rows,
             "pause_ms": args.batch_pause_ms,
+            "poll_ms": args.waiter_poll_ms,
         }
         child = (
             ["--child", "purge-ours", str(d), json.dumps(options)]
             if side == "ours"
-            else ["--child", "purge-delete", str(d), str(args.interval_ms)]
+            else [
+                "--child",
+                "purge-delete",
+                str(d),
+                str(args.interval_ms),
+                str(args.waiter_poll_ms),
+            ]
         )
         r = run_child(SCRIPT, child)
         cleanup(d, keep=False)
@@ -934,6 +991,14 @@ def bench_verify(args: argparse.Namespace, base: Path) -> None:
             f"{floor['dtype']:.3f} s, + lstat {floor['lstat']:.3f} s",
             flush=True,
         )
+        sp, pk = ours["spent"], ours["peak"]
+        print(
+            f"       ours inside: root_stats {ms(sp['root_stats'])}, walk (count_on_disk) "
+            f"{ms(sp['count_on_disk'])}; peak RSS after bootstrap {pk['after_bootstrap']:.0f} "
+            f"MiB, before the walk {pk['before_walk']:.0f} MiB, at the end "
+            f"{ours['maxrss_mib']:.0f} MiB",
+            flush=True,
+        )
     o = median(r["seconds"] for r in rows["ours"])
     ot = median(r["task_seconds"] for r in rows["ours"])
     f = median(r["seconds"] for r in rows["find"])
@@ -988,6 +1053,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument(
         "--anatomy", action="store_true", help="time each of ucore's purge statements alone"
+    )
+    p.add_argument(
+        "--waiter-poll-ms",
+        type=float,
+        default=0.0,
+        help="experiment: the submitter tries the write lock every MS ms",
     )
     p.add_argument("--autocheckpoint", default="", help="anatomy: PRAGMA wal_autocheckpoint")
     p.add_argument("--tree", type=Path, help="the file tree (made once, kept, reused)")
