@@ -6,6 +6,10 @@
 * **apscheduler**: the floor: a Python process running APScheduler 3's
   ``AsyncIOScheduler`` with six interval jobs (5 min, 24 h, 6 h, 12 h, 24 h, 7 days; async
   no-op functions, memory job store), on ``asyncio`` like ucore.
+* **tick1s**: the target as a process: a bare ``asyncio`` loop that wakes once a second
+  (``await asyncio.sleep(1)``) and does nothing else. What one wake-up a second costs on
+  this machine; on a VM that cost moves a lot (see docs/performance.md), so ucore's CPU is
+  best read against this side measured in the same session.
 
 Each process is left to settle ``--settle`` s (default 2), then measured over the window:
 
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -57,7 +62,7 @@ from _common import (
 TARGET_WAKEUPS = 1.0
 TARGET_CPU_PCT = 0.1
 STRACE_CALLS = "futex,epoll_wait,epoll_pwait,select,pselect6,poll,ppoll,clock_nanosleep,nanosleep"
-SIDES = ("ucore", "apscheduler")
+SIDES = ("ucore", "apscheduler", "tick1s")
 
 
 # -- the APScheduler process ------------------------------------------------------------------
@@ -86,6 +91,20 @@ def child_apscheduler() -> None:
         print("READY", flush=True)
         await stop.wait()
         scheduler.shutdown(wait=False)
+
+    asyncio.run(main())
+
+
+def child_tick1s() -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print("READY", flush=True)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
 
     asyncio.run(main())
 
@@ -178,7 +197,7 @@ def start(side: str, tmp: Path) -> tuple[subprocess.Popen[str], Path]:
     if side == "ucore":
         cmd = [*ucore_command(), "run", "--no-live", "--data-dir", str(tmp / "data")]
     else:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "apscheduler"]
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", side]
     proc = subprocess.Popen(
         cmd,
         stdout=subprocess.PIPE,
@@ -202,10 +221,10 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 def wait_started(side: str, proc: subprocess.Popen[str], tmp: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
-    if side == "apscheduler":
+    if side != "ucore":
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != "READY":
-            raise SystemExit("the APScheduler process did not start")
+            raise SystemExit(f"the {side} process did not start")
         return
     db = tmp / "data" / "ucore.db"
     while time.monotonic() < deadline:  # the service is up once it registered its node
@@ -282,7 +301,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="import the live src tree instead of a copy taken at the start",
     )
     p.add_argument("--quick", action="store_true", help="smoke run: one 10 s window per side")
-    p.add_argument("--child", choices=("apscheduler",), help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=("apscheduler", "tick1s"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.seconds is None:
         args.seconds = 10.0 if args.quick else 60.0
@@ -299,6 +318,9 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.child == "apscheduler":
         child_apscheduler()
+        return 0
+    if args.child == "tick1s":
+        child_tick1s()
         return 0
     base = make_tmp(args.dir, "ucore-bench-idle-")
     if args.snapshot:
@@ -360,6 +382,22 @@ def main(argv: list[str]) -> int:
         "  ratio ucore/apscheduler: CPU "
         f"{fmt_ratio(u['cpu_pct_schedstat'], a['cpu_pct_schedstat'], 1)}"
         f"  wake-ups {fmt_ratio(u['wakeups_all_threads'], a['wakeups_all_threads'], 1)}"
+    )
+    t = med["tick1s"]
+    print(
+        "  ratio ucore/tick1s (a process doing exactly one wake-up a second): CPU "
+        f"{fmt_ratio(u['cpu_pct_schedstat'], t['cpu_pct_schedstat'], 1)}"
+        f"  wake-ups {fmt_ratio(u['wakeups_all_threads'], t['wakeups_all_threads'], 1)}"
+    )
+    per_wake = {
+        side: 10 * m["cpu_pct_schedstat"] / m["wakeups_all_threads"]
+        for side, m in med.items()
+        if m["wakeups_all_threads"] > 0
+    }
+    print(
+        "  CPU per wake-up (ms): "
+        + ", ".join(f"{side} {ms:.2f}" for side, ms in per_wake.items())
+        + "  (on a VM this moves with the host's load)"
     )
     w, c = u["wakeups_all_threads"], u["cpu_pct_schedstat"]
     print(

@@ -1,9 +1,9 @@
 """The SQLite store: tasks, run history and nodes on one database file.
 
 Cross-process wake-up: SQLite has no NOTIFY, so :meth:`change_token` reads ``PRAGMA
-data_version`` on the reader connection — a counter SQLite bumps when another connection
-commits. A worker checks it about once a second (no query result, no disk read), so a CLI's
-submit or cancel reaches a service within a second at negligible idle cost.
+data_version`` on a poll connection, on the event-loop thread — a counter SQLite bumps when
+another connection commits. A worker checks it about once a second (no disk read), so a
+CLI's submit or cancel reaches a service within a second.
 """
 
 from __future__ import annotations
