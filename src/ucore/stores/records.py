@@ -96,6 +96,11 @@ class NewTask:
     not_before: datetime | None = None
 
 
+def _node(node_id: str | None, host: str | None, pid: int | None) -> dict[str, Any] | None:
+    """Who ran an attempt, as the task object and the history row show it."""
+    return None if node_id is None else {"id": node_id, "host": host, "pid": pid}
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     id: int
@@ -149,9 +154,7 @@ class TaskRecord:
             "error": self.error,
             "traceback": self.traceback,
             "cancel_requested": self.cancel_requested,
-            "node": None
-            if self.node_id is None
-            else {"id": self.node_id, "host": self.host, "pid": self.pid},
+            "node": _node(self.node_id, self.host, self.pid),
         }
 
 
@@ -179,9 +182,7 @@ class RunRecord:
             "task_id": self.task_id,
             "name": self.task_name,
             "attempt": self.attempt,
-            "node": None
-            if self.node_id is None
-            else {"id": self.node_id, "host": self.host, "pid": self.pid},
+            "node": _node(self.node_id, self.host, self.pid),
             "started_at": _iso(self.started_at),
             "finished_at": _iso(self.finished_at),
             "duration": self.duration,
