@@ -63,7 +63,7 @@ def test_the_new_users_path(cli: Cli, tmp_path: Path) -> None:
     assert (entry["id"], entry["path"], entry["status"]) == (root_id, str(demo), "online")
     assert entry["files"] == 240 == LibraryFilter(demo).count()[0]
     assert entry["bytes"] == LibraryFilter(demo).count()[1]
-    assert entry["thumbnails"] == {"done": 0, "pending": made["images"], "failed": 0}
+    assert entry["thumbnails"] == {"done": 0, "pending": made["images"], "failed": 0, "evicted": 0}
     assert entry["last_scan"].endswith("Z")
 
     thumbs = doc(cli("library", "thumbnails", "--wait", "--json"))

@@ -69,7 +69,7 @@ async def test_thumbnails_are_made_private_and_named(lib: Lib, tmp_path: Path) -
     assert recs["big.jpg"].thumb_state is ThumbState.DONE and recs["big.jpg"].thumbnail_valid
     assert recs["notes.txt"].thumb_state is ThumbState.NONE
     infos = await lib.app.library.roots()
-    assert infos[0].to_json()["thumbnails"] == {"done": 3, "pending": 0, "failed": 0}
+    assert infos[0].to_json()["thumbnails"] == {"done": 3, "pending": 0, "failed": 0, "evicted": 0}
 
 
 async def test_a_broken_or_huge_image_fails_only_itself(lib: Lib, tmp_path: Path) -> None:

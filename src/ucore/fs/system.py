@@ -53,7 +53,9 @@ class RootInfo:
             "bytes": s.bytes,
             "thumbnails": {
                 state.value: s.thumbnail_count(state)
-                for state in (ThumbState.DONE, ThumbState.PENDING, ThumbState.FAILED)
+                for state in (
+                    ThumbState.DONE, ThumbState.PENDING, ThumbState.FAILED, ThumbState.EVICTED
+                )
             },
             "ignore": list(self.root.ignore),
             "last_scan": iso(self.root.last_scan_at),

@@ -321,6 +321,14 @@ class Store(ABC):
     ) -> list[FileRecord]:
         """The root's file records in id order, from ``after_id`` (exclusive)."""
 
+    @abstractmethod
+    async def presence_rows(
+        self, dir_ids: list[int]
+    ) -> dict[int, list[tuple[int, str, datetime | None]]]:
+        """The file records of these directories as the orphan check needs them: by
+        directory id, (file id, name, missing_since) (a directory without records is
+        absent)."""
+
     # Writes of file records outside a scan batch must clear the digest of their
     # directories (see DirRecord): these two do; use them (the orphan check) rather than
     # new SQL, or clear the digests in the same transaction.
@@ -343,6 +351,18 @@ class Store(ABC):
 
     @abstractmethod
     async def set_thumbnail_states(self, updates: list[ThumbnailUpdate]) -> None: ...
+
+    @abstractmethod
+    async def thumbnail_sources(
+        self, *, after_id: int = 0, limit: int = 5000
+    ) -> list[tuple[int, int, str]]:
+        """(file id, root id, relative path) of records whose thumbnail is ``done``, in id
+        order from ``after_id`` (exclusive): what the cache cleanup recognises as owned."""
+
+    @abstractmethod
+    async def evict_thumbnails(self, file_ids: list[int]) -> int:
+        """Set these records' thumbnails from ``done`` to ``evicted`` (their files were
+        deleted by the cache cleanup); returns how many changed."""
 
     # -- journal ------------------------------------------------------------------------
     @abstractmethod

@@ -279,6 +279,9 @@ class ThumbState(enum.StrEnum):
     DONE = "done"
     #: the image could not be read (broken, too big, not an image after all)
     FAILED = "failed"
+    #: its thumbnail was removed by the cache cleanup (old or over the size cap); it is made
+    #: again on demand or when the file changes, not by the next ``thumbnails_generate``
+    EVICTED = "evicted"
 
 
 @dataclass(frozen=True)

@@ -247,6 +247,27 @@ class LibrarySQL:
 
         return await self.db.read(op)
 
+    async def presence_rows(
+        self, dir_ids: list[int]
+    ) -> dict[int, list[tuple[int, str, datetime | None]]]:
+        def op(c: sqlite3.Connection) -> dict[int, list[tuple[int, str, datetime | None]]]:
+            out: dict[int, list[tuple[int, str, datetime | None]]] = {}
+            for part in _chunks(dir_ids):
+                rows = c.execute(
+                    "SELECT dir_id, id, name, missing_since FROM library_files "
+                    f"WHERE dir_id IN ({_marks(len(part))})",
+                    part,
+                ).fetchall()
+                for dir_id, fid, stored, missing in rows:
+                    records = out.get(dir_id)
+                    if records is None:
+                        records = out[dir_id] = []
+                    name = from_db(stored) if stored[:1] == ESCAPE else stored
+                    records.append((fid, name, None if missing is None else from_ts(missing)))
+            return out
+
+        return await self.db.read(op)
+
     async def apply_scan_batch(self, batch: ScanBatch) -> ScanBatchResult:
         now = to_ts(batch.at)
 
@@ -407,6 +428,36 @@ class LibrarySQL:
                 [(u.state.value, u.source_mtime_ns, u.id) for u in updates],
             )
         )
+
+    async def thumbnail_sources(
+        self, *, after_id: int = 0, limit: int = 5000
+    ) -> list[tuple[int, int, str]]:
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT f.id, f.root_id, d.path, f.name FROM library_files f "
+                "JOIN library_dirs d ON d.id = f.dir_id WHERE f.thumb_state = 'done' "
+                "AND f.id > ? ORDER BY f.id LIMIT ?",
+                (after_id, limit),
+            ).fetchall()
+        )
+        return [(r[0], r[1], join_path(from_db(r[2]), from_db(r[3]))) for r in rows]
+
+    async def evict_thumbnails(self, file_ids: list[int]) -> int:
+        changed = 0
+        for part in _chunks(file_ids):
+            marks = _marks(len(part))
+
+            def op(c: sqlite3.Connection, part: Sequence[int] = part, marks: str = marks) -> int:
+                return int(
+                    c.execute(
+                        "UPDATE library_files SET thumb_state = 'evicted', thumb_mtime_ns = NULL "
+                        f"WHERE id IN ({marks}) AND thumb_state = 'done'",
+                        part,
+                    ).rowcount
+                )
+
+            changed += await self.db.write(op)
+        return changed
 
     # -- journal ------------------------------------------------------------------------
     async def add_journal(self, entry: NewJournalEntry) -> int:
