@@ -16,7 +16,14 @@ from ucore.foundation.context import Context
 from ucore.foundation.events import Event
 from ucore.foundation.system import BaseSystem
 from ucore.fs.journal import Journal
-from ucore.maintenance import background_verification, database_cleanup, database_optimization
+from ucore.maintenance import (
+    background_verification,
+    cache_cleanup,
+    database_cleanup,
+    database_optimization,
+    log_rotation,
+    orphaned_cleanup,
+)
 from ucore.maintenance.notify import notify_failure
 from ucore.maintenance.run import Summary, maintenance_task
 from ucore.stores.base import Store
@@ -29,6 +36,9 @@ log = logging.getLogger("ucore.maintenance")
 TASKS: dict[str, Any] = {
     background_verification.NAME: background_verification,
     database_optimization.NAME: database_optimization,
+    cache_cleanup.NAME: cache_cleanup,
+    orphaned_cleanup.NAME: orphaned_cleanup,
+    log_rotation.NAME: log_rotation,
     database_cleanup.NAME: database_cleanup,
 }
 

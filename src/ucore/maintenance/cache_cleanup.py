@@ -1,0 +1,17 @@
+"""cache_cleanup (being written: see issue 9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ucore.maintenance.run import MaintenanceRun
+
+NAME = "cache_cleanup"
+
+
+async def body(run: MaintenanceRun) -> None:
+    raise NotImplementedError(NAME)
+
+
+def summary(result: dict[str, Any]) -> str:
+    return NAME
