@@ -54,7 +54,10 @@ class RootInfo:
             "thumbnails": {
                 state.value: s.thumbnail_count(state)
                 for state in (
-                    ThumbState.DONE, ThumbState.PENDING, ThumbState.FAILED, ThumbState.EVICTED
+                    ThumbState.DONE,
+                    ThumbState.PENDING,
+                    ThumbState.FAILED,
+                    ThumbState.EVICTED,
                 )
             },
             "ignore": list(self.root.ignore),
