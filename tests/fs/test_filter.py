@@ -11,12 +11,13 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fs_fakes import patch_scandir, real_lstat, with_device
 from fs_helpers import make_tree, write
 
-from ucore.fs.filter import DirectoryError, LibraryFilter, NotALibraryFile
+from ucore.fs.filter import DirectoryError, LibraryFilter, NotALibraryFile, mount_points_under
 from ucore.fs.ignore import IgnoreError, IgnoreRules
 
 
@@ -246,3 +247,63 @@ def test_permission_denied_for_a_real_user(tmp_path: Path) -> None:
     finally:
         (base / "root" / "locked").chmod(0o755)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_count_files_agrees_with_count_on_a_hostile_tree(tmp_path: Path) -> None:
+    root = make_tree(
+        tmp_path / "root",
+        {
+            "a.jpg": b"1",
+            "sub/b.txt": b"22",
+            "sub/deeper/c.bin": b"333",
+            ".hidden": b"h",
+            "sub/.hidden-dir/d.txt": b"d",
+            "skip/me.tmp": b"t",
+            "keep/me.txt": b"k",
+        },
+    )
+    outside = make_tree(tmp_path / "outside", {"secret.txt": b"s", "more/x.txt": b"x"})
+    os.symlink(outside, root / "link-out")
+    os.symlink(outside / "secret.txt", root / "sub" / "link-out-file.txt")
+    os.symlink(root, root / "sub" / "loop")
+    os.mkfifo(root / "sub" / "pipe")
+    write(root / os.fsdecode(b"bad-\xff-name\nnewline.txt"), b"n")
+    for ignore in ((), ("*.tmp",), ("/keep",)):
+        flt = LibraryFilter(root, ignore)
+        files, _, errors = flt.count()
+        assert flt.count_files() == (files, errors)
+        assert flt._count_by_type(frozenset(), None) == (files, errors)
+
+
+def test_count_files_skips_other_file_systems_from_the_mount_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_tree(tmp_path / "root", {"a.txt": b"a", "mnt/b.txt": b"b", "bind.txt": b"c"})
+    flt = LibraryFilter(root)
+    mounts = frozenset({str(root / "mnt"), str(root / "bind.txt")})
+    real_stat = os.stat
+
+    def fake_stat(path: Any, *args: Any, **kwargs: Any) -> Any:
+        st = real_stat(path, *args, **kwargs)
+        if path in ("mnt", "bind.txt") and kwargs.get("dir_fd") is not None:
+            return with_device(st, flt.device + 1)
+        return st
+
+    monkeypatch.setattr(os, "stat", fake_stat)
+    assert flt._count_by_type(mounts, None) == (1, [])
+    # a mount point on the same file system (a bind mount of a folder of it) is entered
+    monkeypatch.setattr(os, "stat", real_stat)
+    assert flt._count_by_type(mounts, None) == (3, [])
+
+
+def test_mount_table_parsing(tmp_path: Path) -> None:
+    table = tmp_path / "mountinfo"
+    table.write_bytes(
+        b"22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        b"30 22 0:40 / /lib/photos rw - tmpfs tmpfs rw\n"
+        b"31 22 0:41 / /lib/with\\040space rw - tmpfs tmpfs rw\n"
+        b"32 22 0:42 / /library-other rw - tmpfs tmpfs rw\n"
+        b"33 22 0:43 / /lib rw - tmpfs tmpfs rw\n"
+    )
+    assert mount_points_under("/lib", str(table)) == {"/lib/photos", "/lib/with space"}
+    assert mount_points_under("/lib", str(tmp_path / "none")) is None

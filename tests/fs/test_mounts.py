@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from fs_helpers import Lib, make_tree, write
 
+from ucore.fs.filter import LibraryFilter
+
 Mount = Callable[..., None]
 
 
@@ -108,3 +110,13 @@ async def test_a_read_only_root_falls_back_to_its_volume(
     assert (await lib.app.library.check(root_id)).status.value == "online"
     result = await lib.scan(root_id)
     assert result["new"] == 2
+
+
+async def test_count_files_does_not_cross_a_real_mount(
+    lib: Lib, tmp_path: Path, mount: Mount
+) -> None:
+    root = make_tree(tmp_path / "lib", {"a.txt": b"a", "photos/p.jpg": b"p"})
+    mount(root / "usb")
+    write(root / "usb" / "on-usb.txt", b"u")
+    flt = LibraryFilter(root)
+    assert flt.count_files() == (2, []) == (flt.count()[0], flt.count()[2])

@@ -166,3 +166,48 @@ async def test_marking_and_deleting_records_clears_digests(store: SQLiteStore) -
     removed = await store.delete_files([files[f"d/{odd}"].id, files["d/a.txt"].id])
     assert sorted(removed) == sorted([(root, f"d/{odd}", "image"), (root, "d/a.txt", "document")])
     assert [f.rel_path for f in await store.list_files(root)] == ["e/keep.txt"]
+
+
+async def test_counts_presence_rows_and_thumbnail_eviction(store: SQLiteStore) -> None:
+    one, two = await _root(store, "/one"), await _root(store, "/two")
+    odd = os.fsdecode(b"\xfe\nodd.png")
+    await store.apply_scan_batch(
+        ScanBatch(
+            root_id=one,
+            at=T0,
+            dirs=[DirIdentity("", 1, 2), DirIdentity("a", 1, 3)],
+            new_files={"": [("x.txt", 1, 1, "document")], "a": [("p.png", 2, 2, "image")]},
+        )
+    )
+    await store.apply_scan_batch(
+        ScanBatch(
+            root_id=two,
+            at=T0,
+            dirs=[DirIdentity("", 1, 4)],
+            new_files={"": [(odd, 3, 3, "image"), ("q.png", 4, 4, "image")]},
+        )
+    )
+    assert await store.file_counts() == {one: 2, two: 2}
+    stats = await store.root_stats()
+    assert {rid: s.files for rid, s in stats.items()} == await store.file_counts()
+    files = {(f.root_id, f.rel_path): f for r in (one, two) for f in await store.list_files(r)}
+    dir_a = {d.path: d.id for d in await store.list_dirs(one)}["a"]
+    rows = await store.presence_rows([dir_a])
+    assert rows == {dir_a: [(files[one, "a/p.png"].id, "p.png", None)]}
+    marked = files[two, odd]
+    await store.mark_missing([marked.id], T0)
+    dir_two = (await store.list_dirs(two))[0].id
+    assert sorted(await store.presence_rows([dir_two])) == [dir_two]
+    assert (marked.id, odd, T0) in (await store.presence_rows([dir_two]))[dir_two]
+    # only 'done' thumbnails are sources, in id order, and eviction touches only those
+    done = [files[one, "a/p.png"].id, marked.id]
+    await store.set_thumbnail_states([ThumbnailUpdate(i, ThumbState.DONE, 1) for i in done])
+    sources = await store.thumbnail_sources()
+    assert sources == [(done[0], one, "a/p.png"), (done[1], two, odd)]
+    assert await store.thumbnail_sources(after_id=done[0], limit=1) == [(done[1], two, odd)]
+    assert await store.evict_thumbnails([*done, files[two, "q.png"].id]) == 2
+    after = {f.id: f for r in (one, two) for f in await store.list_files(r)}
+    assert {after[i].thumb_state for i in done} == {ThumbState.EVICTED}
+    assert after[files[two, "q.png"].id].thumb_state is ThumbState.PENDING
+    assert after[done[0]].thumb_mtime_ns is None
+    assert await store.thumbnail_sources() == []

@@ -101,7 +101,7 @@ async def _damaged() -> list[str]:
 
 #: per task, a store method that makes the run fail
 FAILURES = {
-    "background_verification": ("root_stats", _boom),
+    "background_verification": ("file_counts", _boom),
     "database_optimization": ("quick_check", _damaged),
     "database_cleanup": ("count_purgeable", _boom),
 }

@@ -14,7 +14,7 @@ import asyncio
 from typing import Any
 
 from ucore.foundation.config.params import BackgroundVerificationParams
-from ucore.fs.filter import DirectoryError, LibraryFilter
+from ucore.fs.filter import LibraryFilter
 from ucore.fs.roots import check_root
 from ucore.fs.system import library_of
 from ucore.maintenance.run import MaintenanceRun
@@ -32,28 +32,21 @@ def count_on_disk(
     whose device number changed at a reboot is still counted, not "another file system".
     """
     flt = LibraryFilter(root.path, root.ignore, device=root.device if device is None else device)
-    files = 0
-    errors: list[str] = []
-    for item in flt.walk():
-        run.step()
-        if isinstance(item, DirectoryError):
-            errors.append(str(item))
-        else:
-            files += len(item.files)
-    return files, errors
+    files, errors = flt.count_files(run.step)
+    return files, [str(e) for e in errors]
 
 
 async def body(run: MaintenanceRun) -> None:
     params: BackgroundVerificationParams = run.ctx.params
     library = library_of(run.ctx.app)
     roots = await run.store.list_roots()
-    stats = await run.store.root_stats()  # one snapshot of every root's record count
+    counts = await run.store.file_counts()  # one snapshot of every root's record count
     report: list[dict[str, Any]] = []
     run.result.update(roots=report, drifted=0, scans_queued=0)
     for i, root in enumerate(roots):
         run.step()
         run.ctx.progress(i, len(roots), f"root {root.id}: {root.path}")
-        db_count = stats[root.id].files if root.id in stats else 0
+        db_count = counts.get(root.id, 0)
         entry: dict[str, Any] = {"root": root.id, "path": root.path, "db_count": db_count}
         check = await asyncio.to_thread(check_root, root)
         if not check.online:

@@ -299,6 +299,11 @@ class Store(ABC):
     async def root_stats(self) -> dict[int, RootStats]:
         """Per root id: file records, their bytes, and thumbnails by state."""
 
+    @abstractmethod
+    async def file_counts(self) -> dict[int, int]:
+        """Per root id: the number of file records, all roots in one snapshot (cheaper than
+        :meth:`root_stats`: an index count, no sort); a root without records may be absent."""
+
     # -- library: directories and file records ------------------------------------------
     @abstractmethod
     async def list_dirs(self, root_id: int) -> list[DirRecord]:

@@ -216,6 +216,18 @@ class LibrarySQL:
             acc[root_id] = (files + count, size_sum + int(size), thumbs)
         return {rid: RootStats(f, b, t) for rid, (f, b, t) in acc.items()}
 
+    async def file_counts(self) -> dict[int, int]:
+        # One statement (one snapshot); counted per directory over library_files_dir, so
+        # no row is read and nothing is sorted but the roots (a GROUP BY over the files
+        # sorts every row: 10x the time and tens of MiB at 1M records).
+        rows = await self.db.read(
+            lambda c: c.execute(
+                "SELECT d.root_id, sum((SELECT count(*) FROM library_files f "
+                "WHERE f.dir_id = d.id)) FROM library_dirs d GROUP BY d.root_id"
+            ).fetchall()
+        )
+        return {root_id: int(count) for root_id, count in rows}
+
     # -- directories and file records ---------------------------------------------------
     async def list_dirs(self, root_id: int) -> list[DirRecord]:
         rows = await self.db.read(
