@@ -55,7 +55,7 @@ in the output and never ucore's behaviour: ``--batch-rows N`` (``database_cleanu
 process tries the write lock every MS ms instead of SQLite's busy handler, whose sleeps grow
 to 100 ms), ``--autocheckpoint PAGES`` (``PRAGMA wal_autocheckpoint`` in the anatomy).
 
-Verification diagnostics: the time of ``root_stats`` and of the walk (``count_on_disk``) in
+Verification diagnostics: the time of ``file_counts`` and of the walk (``count_on_disk``) in
 ours, the peak RSS after bootstrap and before the walk, and two bare Python walks for
 reference (``os.scandir`` by entry type only, and with an ``lstat`` of every entry).
 
@@ -719,7 +719,7 @@ def child_verify_ours(data: str, profile: str) -> dict[str, Any]:
             prof.start()
         app = await bootstrap(config(Path(data)), role="client")
         try:
-            time_store_calls(app.tasks.store, calls, names=("list_roots", "root_stats"))
+            time_store_calls(app.tasks.store, calls, names=("list_roots", "file_counts"))
             peak["after_bootstrap"] = maxrss_mib()
             start = time.perf_counter()
             task_id = await app.tasks.submit(
@@ -1008,7 +1008,7 @@ def bench_verify(args: argparse.Namespace, base: Path) -> None:
         )
         sp, pk = ours["spent"], ours["peak"]
         print(
-            f"       ours inside: root_stats {ms(sp['root_stats'])}, walk (count_on_disk) "
+            f"       ours inside: file_counts {ms(sp['file_counts'])}, walk (count_on_disk) "
             f"{ms(sp['count_on_disk'])}; peak RSS after bootstrap {pk['after_bootstrap']:.0f} "
             f"MiB, before the walk {pk['before_walk']:.0f} MiB, at the end "
             f"{ours['maxrss_mib']:.0f} MiB",

@@ -163,10 +163,11 @@ async def test_run_now(apps: AppFactory) -> None:
 
 async def test_run_now_refusals(apps: AppFactory) -> None:
     clock = FakeClock(START)
-    app = await apps(apps.config(), clock)
+    ghost = {"ghost": {"task": "ghost_task", "interval_hours": 6}}
+    app = await apps(apps.config(ghost), clock)
     await idle(clock)
     with pytest.raises(UnknownScheduleError, match="unknown schedule 'nope'"):
         await app.scheduler.run_now("nope")
     with pytest.raises(NotFoundError, match="not registered"):
-        await app.scheduler.run_now("cache_cleanup")
+        await app.scheduler.run_now("ghost")
     await all_finished(app)

@@ -1,6 +1,6 @@
 """When schedules fire (DESIGN.md §4): counted from the last fire, restarts continue from the
 stored times, never-fired schedules wait for the initial delay, missed runs fire once; the
-six defaults exist but never fire (their tasks are not registered here); run_at_startup,
+six defaults are turned off here and a schedule of an unregistered task never fires; run_at_startup,
 stored jitter, and a trigger changed between two starts.
 
 Every test drives time with a FakeClock; apps are restarted on the same database by shutting
@@ -25,7 +25,6 @@ from sched_helpers import (
     tick_schedule,
 )
 
-from ucore.foundation.config import TaskParams, register_task_params
 from ucore.stores.records import Priority, TaskState
 from ucore.testing import FakeClock
 
@@ -173,17 +172,13 @@ async def test_missed_runs_fire_once_at_start_then_continue(apps: AppFactory) ->
     ]
 
 
-class GhostParams(TaskParams):
-    """A task whose parameters are known but whose handler is never registered."""
-
-
-register_task_params("ghost_task", GhostParams)
-
-
 async def test_schedule_of_an_unregistered_task_exists_but_never_fires(apps: AppFactory) -> None:
     clock = FakeClock(START)
-    schedules = {**DEFAULTS_OFF, "tick": tick_schedule(),
-                 "ghost": {"task": "ghost_task", "interval_hours": 6}}
+    schedules = {
+        **DEFAULTS_OFF,
+        "tick": tick_schedule(),
+        "ghost": {"task": "ghost_task", "interval_hours": 6},
+    }
     app = await apps(apps.config(schedules), clock)
     await idle(clock)
     statuses = {s.name: s for s in await app.scheduler.status()}

@@ -47,6 +47,10 @@ class SchedulerBase(BaseSystem):
         self._watch_task: asyncio.Task[None] | None = None
         self._own_write: tuple[int, int, int] | None = None
         self._unsubscribe: list[Any] = []
+        #: the stored states as last read; None: read them again at the next tick. A timer
+        #: wake-up decides on this copy without a database round trip (the decision's
+        #: compare-and-set catches a copy gone stale); every change or write drops it.
+        self._states: dict[str, ScheduleState] | None = None
 
     @property
     def tasks(self) -> TaskSystem:

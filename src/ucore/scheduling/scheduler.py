@@ -84,6 +84,9 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
                     await task
 
     def _on_task_finished(self, event: Event) -> None:
+        if event.kind == "store.changed":
+            # another connection wrote: read the states again now, not at the next due time
+            self._changed.set()
         # a predecessor may have finished: chains and held-back schedules look again
         if any(s.after for s in self.schedules.values()):
             self._held.clear()
@@ -134,15 +137,29 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
 
     async def tick(self) -> datetime | None:
         """Fire what is due; return when to look again (None: only on a change)."""
-        self._changed.clear()
-        store = self.tasks.store
-        states = await store.schedule_states()
         now = self.clock.now()
+        store = self.tasks.store
+        states = self._states
+        if states is None or self._changed.is_set():
+            self._changed.clear()
+            states = self._states = await store.schedule_states()
+            now = self.clock.now()
+        wrote = True
+        try:
+            wake = await self._decide(states, now)
+            wrote = wake == now
+        finally:
+            if wrote:  # written, or failed half-way: read the states again
+                self._states = None
+        return wake
+
+    async def _decide(self, states: dict[str, ScheduleState], now: datetime) -> datetime | None:
+        store = self.tasks.store
         wake: datetime | None = None
         for schedule in self.schedules.values():
             state = states.get(schedule.name)
             if state is None:
-                state = await self._ensure_state(schedule, None)
+                state = states[schedule.name] = await self._ensure_state(schedule, None)
             if (
                 schedule.enabled
                 and not schedule.has_timer
