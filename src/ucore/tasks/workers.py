@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,13 @@ IDLE_POLL_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.5
 #: How long a shutdown waits for the claim loop to leave on its own (then it is cancelled).
 CLAIM_LOOP_EXIT_SECONDS = 5.0
+#: The interpreter's thread switch interval while workers run (CPython's default: 5 ms).
+#: Sync handlers run in threads; a CPU-bound one holds the GIL for a whole interval each
+#: time the event loop or a store thread wants it back, and the loop needs it several times
+#: per decision (each SQLite statement releases it). At 5 ms that made a due schedule fire
+#: 90-130 ms late; at 1 ms a hand-over costs at most a millisecond (docs/performance.md,
+#: "Firing lateness"). A lower interval set by the embedding app is kept.
+SWITCH_INTERVAL_SECONDS = 0.001
 
 
 class WorkerPool:
@@ -60,6 +68,8 @@ class WorkerPool:
 
     # -- control ------------------------------------------------------------------------
     async def start(self) -> None:
+        if sys.getswitchinterval() > SWITCH_INTERVAL_SECONDS:
+            sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         if self.recover:
             await self.recover_now(at_start=True)
         self._tasks = [

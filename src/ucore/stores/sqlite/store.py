@@ -492,12 +492,16 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         expected, now_ts = to_ts(expected_next), to_ts(now)
 
         def op(c: sqlite3.Connection) -> FireResult:
+            # One statement reads both the stored due time and a run still active: every
+            # statement costs a GIL hand-over, and the fire is on the timing-critical path.
             row = c.execute(
-                "SELECT next_fire FROM schedule_state WHERE name = ?", (name,)
+                "SELECT next_fire, (SELECT id FROM tasks WHERE unique_key = ?2 "
+                "AND state IN ('pending', 'running')) FROM schedule_state WHERE name = ?1",
+                (name, task.unique_key),
             ).fetchone()
             if row is None or not _same_time(row[0], expected):
                 return FireResult(False, reason="taken")
-            running = _active_with_key(c, task.unique_key) if task.unique_key else None
+            running = row[1]
             if running is not None:
                 reason = f"previous run still pending or running: task {running}"
                 c.execute(
@@ -506,7 +510,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                     (to_ts(nominal_next), to_ts(next_fire), now_ts, reason, name),
                 )
                 return FireResult(False, task_id=running, reason=reason)
-            task_id, _ = _insert_task(c, task)
+            task_id, _ = _insert_task(c, task, checked=True)
             c.execute(
                 "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, last_fire = ?, "
                 "last_task_id = ? WHERE name = ?",
@@ -576,8 +580,12 @@ def _active_with_key(c: sqlite3.Connection, key: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def _insert_task(c: sqlite3.Connection, task: NewTask) -> tuple[int, bool]:
-    if task.unique_key is not None:
+def _insert_task(
+    c: sqlite3.Connection, task: NewTask, *, checked: bool = False
+) -> tuple[int, bool]:
+    """Insert a task unless an active one has its unique key (``checked``: the caller
+    looked in this transaction already)."""
+    if task.unique_key is not None and not checked:
         existing = _active_with_key(c, task.unique_key)
         if existing is not None:
             return existing, False
