@@ -44,8 +44,19 @@ class Job:
 
 #: The most writes one group commit takes.
 MAX_GROUP = 256
-#: How often a BEGIN IMMEDIATE that timed out on the busy handler is tried again.
-LOCK_RETRIES = 3
+#: The writer waits for the write lock itself (its connection's busy timeout is 0): it tries
+#: again after these pauses, the last one repeated, for up to 3x the busy timeout. SQLite's
+#: own busy handler backs off to 100 ms between tries: beside another process writing in
+#: back-to-back short transactions (a purge in batches) it kept missing the gaps and waited
+#: up to 2 s; trying every millisecond catches the first gap (docs/performance.md,
+#: "Maintenance"). Both ucore processes then poll alike, so neither starves the other.
+LOCK_PAUSES = (0.0002, 0.0005, 0.001)
+LOCK_WAIT_FACTOR = 3
+
+
+def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
 
 
 def translate(exc: sqlite3.Error, path: Path) -> StoreError:
@@ -155,7 +166,16 @@ def _run_alone(conn: sqlite3.Connection, job: Job) -> None:
 
 
 class _Writer(_Worker):
+    """The one writing connection: group commit, and its own wait for the write lock."""
+
+    def __init__(
+        self, name: str, path: Path, opener: Callable[[], sqlite3.Connection], busy_timeout: float
+    ) -> None:
+        super().__init__(name, path, opener)
+        self.busy_timeout = busy_timeout
+
     def serve(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA busy_timeout = 0")
         while True:
             job: Job | None = self.jobs.get()
             if job is None:
@@ -166,7 +186,7 @@ class _Writer(_Worker):
                 if job.raw:
                     self._run_batch(conn, batch)
                     batch = []
-                    _run_alone(conn, job)
+                    self._run_raw(conn, job)
                 elif job.fut.set_running_or_notify_cancel():
                     batch.append(job)
                 if len(batch) >= MAX_GROUP:
@@ -183,15 +203,32 @@ class _Writer(_Worker):
                 return
 
     def _begin(self, conn: sqlite3.Connection) -> None:
-        for attempt in range(LOCK_RETRIES):
+        self._retrying(conn, lambda c: c.execute("BEGIN IMMEDIATE"))
+
+    def _retrying(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``fn(conn)``, tried again while another connection holds the lock."""
+        deadline = time.monotonic() + self.busy_timeout * LOCK_WAIT_FACTOR
+        tries = 0
+        while True:
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
+                return fn(conn)
             except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc).lower() or attempt == LOCK_RETRIES - 1:
+                if not _is_lock_error(exc) or time.monotonic() >= deadline:
                     raise
-                log.warning("database busy, trying again (%s)", exc)
-                time.sleep(0.05)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            time.sleep(LOCK_PAUSES[min(tries, len(LOCK_PAUSES) - 1)])
+            tries += 1
+
+    def _run_raw(self, conn: sqlite3.Connection, job: Job) -> None:
+        """A job outside the group commit (VACUUM, checkpoints, migrations, ANALYZE): each
+        is atomic or resumable, so one that met a lock is simply run again."""
+        if not job.fut.set_running_or_notify_cancel():
+            return
+        try:
+            job.fut.set_result(self._retrying(conn, job.fn))
+        except BaseException as exc:
+            job.fut.set_exception(exc)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         if not batch:
@@ -255,7 +292,7 @@ class Database:
         return connect(self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
 
     async def start(self) -> None:
-        self._writer = _Writer("ucore-sqlite-writer", self.path, self._open_conn)
+        self._writer = _Writer("ucore-sqlite-writer", self.path, self._open_conn, self.busy_timeout)
         self._writer.start()
         await self._ready(self._writer)
         self._reader = _Worker("ucore-sqlite-reader", self.path, self._open_conn)
