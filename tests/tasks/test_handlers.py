@@ -207,7 +207,9 @@ async def test_events_submitted_started_progress_finished_in_order(make_app: Any
     app2 = await make_app("client")
     seen2: list[Event] = []
     app2.ctx.events.subscribe(seen2.append, "task.")
-    other = await app2.tasks.submit("sleep", {"seconds": 5})
+    # a task only app2 knows: the first app's workers (woken by app2's commit) leave it
+    app2.tasks.register("only_app2", lambda ctx: None)
+    other = await app2.tasks.submit("only_app2")
     await app2.tasks.cancel(other)
     assert [(e.kind, e.data.get("outcome")) for e in seen2] == [
         ("task.submitted", None),

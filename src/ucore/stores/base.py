@@ -8,6 +8,7 @@ a store never reads a clock.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -76,9 +77,16 @@ class Store(ABC):
     @abstractmethod
     async def schema_version(self) -> int: ...
 
+    def listen(self, node_id: str, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` on the running loop when another process commits (a push
+        wake-up: SQLite's datagrams, PostgreSQL's LISTEN). False: not available, poll
+        :meth:`change_token` instead."""
+        return False
+
     @abstractmethod
     async def change_token(self) -> int:
-        """A cheap number that changes when another connection commits (the wake-up check)."""
+        """A cheap number that changes when another process commits (the fallback wake-up
+        check; this process's own commits do not change it)."""
 
     @abstractmethod
     async def integrity_check(self) -> list[str]:

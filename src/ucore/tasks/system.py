@@ -138,7 +138,7 @@ class TaskSystem(BaseSystem):
         :func:`~ucore.foundation.config.register_task_params`, if any). ``max_attempts``
         counts failures (a timeout is a failure); interruptions by a dying process do not.
         """
-        return self.handlers.register(
+        registration = self.handlers.register(
             name,
             handler,
             params=params,
@@ -146,6 +146,9 @@ class TaskSystem(BaseSystem):
             max_attempts=max_attempts,
             retry_backoff=retry_backoff,
         )
+        if self.pool is not None:
+            self.pool.wake()  # its pending tasks can be claimed now
+        return registration
 
     # -- submit / cancel ----------------------------------------------------------------
     async def submit(

@@ -31,6 +31,9 @@ log = logging.getLogger("ucore.tasks")
 
 IDLE_POLL_SECONDS = 1.0
 BUSY_POLL_SECONDS = 0.5
+#: The poll when the store pushes wake-ups (SQLite's datagrams): only a fallback for
+#: writers that send none (another program on the database file).
+PUSHED_POLL_SECONDS = 5.0
 #: How long a shutdown waits for the claim loop to leave on its own (then it is cancelled).
 CLAIM_LOOP_EXIT_SECONDS = 5.0
 #: The interpreter's thread switch interval while workers run (CPython's default: 5 ms).
@@ -65,6 +68,9 @@ class WorkerPool:
         self._exec_tasks: set[asyncio.Task[None]] = set()
         self._token: int | None = None
         self._due_at: float | None = None  # loop time when a delayed task comes due
+        #: the store pushes wake-ups from other processes (then the poll is a fallback)
+        self._listening = False
+        self._pushed = False
 
     # -- control ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -72,6 +78,7 @@ class WorkerPool:
             sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         if self.recover:
             await self.recover_now(at_start=True)
+        self._listening = self.system.store.listen(self.system.ctx.node_id, self._on_push)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="ucore-claim-loop"),
             asyncio.create_task(self._housekeeping_loop(), name="ucore-housekeeping"),
@@ -79,6 +86,12 @@ class WorkerPool:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _on_push(self) -> None:
+        """Another process committed (its wake-up datagram arrived)."""
+        if not self._stopping:
+            self._pushed = True
+            self._wake.set()
 
     def stop_task(self, task_id: int, reason: str) -> bool:
         ex = self.running.get(task_id)
@@ -183,7 +196,10 @@ class WorkerPool:
             try:
                 if need_claim:
                     await self._fill_slots()
-                timeout = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
+                if self._listening:
+                    timeout = PUSHED_POLL_SECONDS
+                else:
+                    timeout = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
                 if self._due_at is not None:
                     timeout = max(0.0, min(timeout, self._due_at - loop.time()))
                 need_claim = False
@@ -192,7 +208,8 @@ class WorkerPool:
                     need_claim = True
                 self._wake.clear()
                 token = await store.change_token()
-                if token != self._token:
+                pushed, self._pushed = self._pushed, False
+                if token != self._token or pushed:
                     self._token = token
                     need_claim = True
                     # another connection committed: tasks may have finished elsewhere

@@ -173,6 +173,8 @@ class _Writer(_Worker):
     ) -> None:
         super().__init__(name, path, opener)
         self.busy_timeout = busy_timeout
+        #: called on this thread with the connection after each commit
+        self.on_commit: Callable[[sqlite3.Connection], None] | None = None
 
     def serve(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 0")
@@ -226,9 +228,21 @@ class _Writer(_Worker):
         if not job.fut.set_running_or_notify_cancel():
             return
         try:
-            job.fut.set_result(self._retrying(conn, job.fn))
+            result = self._retrying(conn, job.fn)
         except BaseException as exc:
             job.fut.set_exception(exc)
+            return
+        self._committed(conn)
+        job.fut.set_result(result)
+
+    def _committed(self, conn: sqlite3.Connection) -> None:
+        """After a commit: tell the other processes (see :mod:`.wakeup`)."""
+        hook = self.on_commit
+        if hook is not None:
+            try:
+                hook(conn)
+            except Exception:  # a wake-up is best effort; the data is committed
+                log.warning("after-commit hook failed", exc_info=True)
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         if not batch:
@@ -262,6 +276,7 @@ class _Writer(_Worker):
                     conn.execute("ROLLBACK")
             else:
                 conn.execute("COMMIT")
+                self._committed(conn)
         except BaseException as exc:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
@@ -287,12 +302,17 @@ class Database:
         self._reader: _Worker | None = None
         self._poll: sqlite3.Connection | None = None
         self._poll_fallback = -1
+        #: data_version as last seen, and how often it changed other than by our own writes
+        self._seen_version: int | None = None
+        self._foreign = 0
+        self.on_commit: Callable[[sqlite3.Connection], None] | None = None
 
     def _open_conn(self) -> sqlite3.Connection:
         return connect(self.path, synchronous=self.synchronous, busy_timeout=self.busy_timeout)
 
     async def start(self) -> None:
         self._writer = _Writer("ucore-sqlite-writer", self.path, self._open_conn, self.busy_timeout)
+        self._writer.on_commit = self._on_commit
         self._writer.start()
         await self._ready(self._writer)
         self._reader = _Worker("ucore-sqlite-reader", self.path, self._open_conn)
@@ -352,12 +372,40 @@ class Database:
         worker.jobs.put(Job(fn, fut, raw))
         return fut
 
+    def _on_commit(self, conn: sqlite3.Connection) -> None:
+        hook = self.on_commit
+        if hook is not None:
+            hook(conn)
+
+    def foreign_changes(self) -> int:
+        """A counter that moves when another process commits (read inline, microseconds).
+
+        ``PRAGMA data_version`` changes with every commit of another connection, our own
+        writer's included; after each of our writes the value is noted (:meth:`_own_write`)
+        so that our own commits do not look foreign. A foreign commit that lands in the
+        instant between our commit and that note is missed here, but a ucore process also
+        sends a wake-up datagram (:mod:`.wakeup`), which is not.
+        """
+        version = self.data_version()
+        if version != self._seen_version:
+            if self._seen_version is not None:
+                self._foreign += 1
+            self._seen_version = version
+        return self._foreign
+
+    def _own_write(self) -> None:
+        if self._poll is not None:
+            with contextlib.suppress(StoreError):
+                self._seen_version = self.data_version()
+
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""
         try:
             return await asyncio.wrap_future(self._submit(self._writer, fn))
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        finally:
+            self._own_write()
 
     async def write_raw(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the writer connection outside any transaction of ours.
@@ -369,6 +417,8 @@ class Database:
             return await asyncio.wrap_future(self._submit(self._writer, fn, raw=True))
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
+        finally:
+            self._own_write()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the reader connection (autocommit: each statement is a snapshot)."""

@@ -1,15 +1,18 @@
 """The SQLite store: tasks, run history and nodes on one database file.
 
-Cross-process wake-up: SQLite has no NOTIFY, so :meth:`change_token` reads ``PRAGMA
-data_version`` on a poll connection, on the event-loop thread — a counter SQLite bumps when
-another connection commits. A worker checks it about once a second (no disk read), so a
-CLI's submit or cancel reaches a service within a second.
+Cross-process wake-up: SQLite has no NOTIFY. After each commit the writer sends a one-byte
+datagram to every other node's abstract Unix socket (:mod:`ucore.stores.sqlite.wakeup`):
+a CLI's submit or cancel reaches a service in milliseconds, and an idle service need not
+poll. The fallback for writers that send nothing is :meth:`change_token`, ``PRAGMA
+data_version`` read inline on the event-loop thread through a poll connection (microseconds,
+no disk), with the process's own commits filtered out.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from ucore.stores.sqlite.db import Database
 from ucore.stores.sqlite.library import LibrarySQL
 from ucore.stores.sqlite.maintenance import MaintenanceSQL
 from ucore.stores.sqlite.schema import current_version, migrate
+from ucore.stores.sqlite.wakeup import WakeChannel
 
 _TASK_COLUMNS = (
     "id, name, params, priority, origin, state, unique_key, attempts, failures, interruptions, "
@@ -111,6 +115,8 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
     def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
         self.db = Database(self.path, synchronous=synchronous, busy_timeout=busy_timeout)
+        self.wake = WakeChannel(self.path)
+        self.db.on_commit = self._wake_others
 
     @property
     def display_url(self) -> str:
@@ -128,13 +134,23 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             raise
 
     async def close(self) -> None:
+        self.wake.close()
         await self.db.stop()
+
+    def listen(self, node_id: str, callback: Callable[[], None]) -> bool:
+        return self.wake.listen(node_id, callback)
+
+    def _wake_others(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread, after each commit: wake the other nodes."""
+        if self.wake.peers_stale():
+            self.wake.set_peers(r[0] for r in conn.execute("SELECT id FROM nodes"))
+        self.wake.notify()
 
     async def schema_version(self) -> int:
         return await self.db.read(current_version)
 
     async def change_token(self) -> int:
-        return self.db.data_version()
+        return self.db.foreign_changes()
 
     async def integrity_check(self) -> list[str]:
         rows = await self.db.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
