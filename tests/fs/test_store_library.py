@@ -193,12 +193,13 @@ async def test_counts_presence_rows_and_thumbnail_eviction(store: SQLiteStore) -
     files = {(f.root_id, f.rel_path): f for r in (one, two) for f in await store.list_files(r)}
     dir_a = {d.path: d.id for d in await store.list_dirs(one)}["a"]
     rows = await store.presence_rows([dir_a])
-    assert rows == {dir_a: [(files[one, "a/p.png"].id, "p.png", None)]}
+    assert rows == {dir_a: ({"p.png": files[one, "a/p.png"].id}, [])}
     marked = files[two, odd]
     await store.mark_missing([marked.id], T0)
     dir_two = (await store.list_dirs(two))[0].id
-    assert sorted(await store.presence_rows([dir_two])) == [dir_two]
-    assert (marked.id, odd, T0) in (await store.presence_rows([dir_two]))[dir_two]
+    by_name, marked_rows = (await store.presence_rows([dir_two]))[dir_two]
+    assert by_name == {odd: marked.id, "q.png": files[two, "q.png"].id}  # escaped name too
+    assert marked_rows == [(marked.id, odd, T0)]
     # only 'done' thumbnails are sources, in id order, and eviction touches only those
     done = [files[one, "a/p.png"].id, marked.id]
     await store.set_thumbnail_states([ThumbnailUpdate(i, ThumbState.DONE, 1) for i in done])

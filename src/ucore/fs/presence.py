@@ -125,6 +125,8 @@ class PresenceProbe:
             st = os.fstat(fd)
             if st.st_dev != self.device:
                 return UNKNOWN, "on another file system than the root"
+            if not self._direct(rel):
+                return UNKNOWN, "reached through a symlink"
             try:
                 with os.scandir(fd) as it:
                     empty = next(it, None) is None

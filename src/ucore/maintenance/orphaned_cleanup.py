@@ -40,6 +40,7 @@ from ucore.fs.roots import check_root
 from ucore.fs.system import library_of
 from ucore.fs.thumbnails import delete_thumbnails
 from ucore.maintenance.run import BudgetExhausted, MaintenanceRun
+from ucore.stores.base import PresenceRows
 from ucore.stores.records import DirRecord, RootRecord
 
 NAME = "orphaned_cleanup"
@@ -49,8 +50,6 @@ DIRS_PER_STEP = 256
 WRITE_CHUNK = 2000
 #: skipped directories listed one by one in the result (the rest are counted)
 MAX_REPORTED = 50
-
-Records = list[tuple[int, str, datetime | None]]
 
 
 @dataclass
@@ -75,33 +74,40 @@ class RootFindings:
         return len(self.to_mark) + len(self.to_remove) + self.waiting
 
 
-def sort_records(look: DirLook, records: Records, cutoff: datetime, found: RootFindings) -> None:
+def sort_records(
+    look: DirLook, records: PresenceRows, cutoff: datetime, found: RootFindings
+) -> None:
     """Sort one directory's records into present, gone (by phase) and unknown."""
+    by_name, marked = records
     if look.status == LISTED:
         names = look.names or frozenset()
-        for fid, name, missing in records:
+        gone = by_name.keys() - names  # in C: a present record costs no bytecode
+        for fid, name, missing in marked:
             if name in names:
-                if missing is not None:
-                    found.to_restore.append(fid)
-            elif missing is None:
-                found.to_mark.append(fid)
-            elif missing <= cutoff:
+                found.to_restore.append(fid)
+                continue
+            gone.discard(name)
+            if missing <= cutoff:
                 found.to_remove.append(fid)
             else:
                 found.waiting += 1
-        found.checked += len(records)
+        if gone:
+            found.to_mark.extend([by_name[n] for n in gone])
+        found.checked += len(by_name)
         return
     if look.status == GONE:
-        for fid, _name, missing in records:
-            if missing is None:
-                found.to_mark.append(fid)
-            elif missing <= cutoff:
+        marked_ids = set()
+        for fid, _name, missing in marked:
+            marked_ids.add(fid)
+            if missing <= cutoff:
                 found.to_remove.append(fid)
             else:
                 found.waiting += 1
-        found.checked += len(records)
+        ids = by_name.values()
+        found.to_mark.extend(ids if not marked_ids else [i for i in ids if i not in marked_ids])
+        found.checked += len(by_name)
         return
-    found.unknown += len(records)
+    found.unknown += len(by_name)
     found.dirs_skipped_total += 1
     if len(found.dirs_skipped) < MAX_REPORTED:
         found.dirs_skipped.append({"path": look.rel or ".", "reason": look.reason})
@@ -111,7 +117,7 @@ def check_dirs(
     run: MaintenanceRun,
     probe: PresenceProbe,
     dirs: list[DirRecord],
-    rows: dict[int, Records],
+    rows: dict[int, PresenceRows],
     *,
     cutoff: datetime,
     found: RootFindings,
@@ -119,7 +125,7 @@ def check_dirs(
     """List these directories (in a worker thread) and sort their records."""
     for d in dirs:
         records = rows.get(d.id)
-        if not records:
+        if records is None:
             continue
         run.step()
         sort_records(probe.look(d.path, d.inode), records, cutoff, found)

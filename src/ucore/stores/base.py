@@ -42,6 +42,10 @@ from ucore.stores.records import (
     ThumbnailUpdate,
 )
 
+#: One directory's records for the orphan check: {name: file id} of all of them, and
+#: (file id, name, missing_since) of those marked missing.
+PresenceRows = tuple[dict[str, int], list[tuple[int, str, datetime]]]
+
 
 class StoreError(UCoreError):
     """The database cannot be used: damaged, unreadable, not ours, too new, …"""
@@ -335,12 +339,10 @@ class Store(ABC):
         """The root's file records in id order, from ``after_id`` (exclusive)."""
 
     @abstractmethod
-    async def presence_rows(
-        self, dir_ids: list[int]
-    ) -> dict[int, list[tuple[int, str, datetime | None]]]:
+    async def presence_rows(self, dir_ids: list[int]) -> dict[int, PresenceRows]:
         """The file records of these directories as the orphan check needs them: by
-        directory id, (file id, name, missing_since) (a directory without records is
-        absent)."""
+        directory id, ``({name: file id} of every record, [(file id, name, missing_since)]
+        of the marked ones)`` (a directory without records is absent)."""
 
     # Writes of file records outside a scan batch must clear the digest of their
     # directories (see DirRecord): these two do; use them (the orphan check) rather than

@@ -192,4 +192,15 @@ SQLITE.append(
     )
 )
 
+SQLITE.append(
+    Migration(
+        5,
+        "marked file records by directory (the orphan check reads only these rows)",
+        """
+        CREATE INDEX library_files_dir_missing ON library_files (dir_id)
+            WHERE missing_since IS NOT NULL;
+        """,
+    )
+)
+
 LATEST_SQLITE = SQLITE[-1].version

@@ -22,9 +22,11 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
-from ucore.stores.base import MissingRootError
+from ucore.stores.base import MissingRootError, PresenceRows
 from ucore.stores.names import ESCAPE, abs_from_db, abs_to_db, from_db, to_db
 from ucore.stores.records import (
     DirRecord,
@@ -66,6 +68,10 @@ _IMAGE = "image"
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_FIRST = itemgetter(0)
+_REST = itemgetter(1, 2)
 
 
 def _chunks(items: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
@@ -259,23 +265,37 @@ class LibrarySQL:
 
         return await self.db.read(op)
 
-    async def presence_rows(
-        self, dir_ids: list[int]
-    ) -> dict[int, list[tuple[int, str, datetime | None]]]:
-        def op(c: sqlite3.Connection) -> dict[int, list[tuple[int, str, datetime | None]]]:
-            out: dict[int, list[tuple[int, str, datetime | None]]] = {}
+    async def presence_rows(self, dir_ids: list[int]) -> dict[int, PresenceRows]:
+        def op(c: sqlite3.Connection) -> dict[int, PresenceRows]:
+            out: dict[int, PresenceRows] = {}
             for part in _chunks(dir_ids):
+                marks = _marks(len(part))
+                # over the covering (dir_id, name) index (the rowid is in it), grouped in C
                 rows = c.execute(
-                    "SELECT dir_id, id, name, missing_since FROM library_files "
-                    f"WHERE dir_id IN ({_marks(len(part))})",
+                    f"SELECT dir_id, name, id FROM library_files WHERE dir_id IN ({marks}) "
+                    "ORDER BY dir_id",
                     part,
                 ).fetchall()
-                for dir_id, fid, stored, missing in rows:
-                    records = out.get(dir_id)
-                    if records is None:
-                        records = out[dir_id] = []
-                    name = from_db(stored) if stored[:1] == ESCAPE else stored
-                    records.append((fid, name, None if missing is None else from_ts(missing)))
+                for dir_id, group in groupby(rows, _FIRST):
+                    out[dir_id] = (dict(map(_REST, group)), [])
+                # names stored escaped (not valid Unicode) start with ESCAPE: a range of the index
+                for dir_id, stored in c.execute(
+                    f"SELECT dir_id, name FROM library_files WHERE dir_id IN ({marks}) "
+                    "AND name >= ? AND name < ?",
+                    (*part, ESCAPE, chr(ord(ESCAPE) + 1)),
+                ):
+                    entry = out.get(dir_id)
+                    if entry is not None and stored in entry[0]:
+                        entry[0][from_db(stored)] = entry[0].pop(stored)
+                # the marked ones, over the partial index
+                for dir_id, fid, stored, missing in c.execute(
+                    "SELECT dir_id, id, name, missing_since FROM library_files "
+                    f"WHERE missing_since IS NOT NULL AND dir_id IN ({marks})",
+                    part,
+                ):
+                    entry = out.get(dir_id)
+                    if entry is not None:
+                        entry[1].append((fid, from_db(stored), at(missing)))
             return out
 
         return await self.db.read(op)
