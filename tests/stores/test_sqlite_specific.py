@@ -613,3 +613,29 @@ async def test_store_methods_mixed_in_one_group(sqlite_store: SQLiteStore) -> No
     )
     assert len({c.id for c in claims if c is not None}) == 100
     assert await sqlite_store.integrity_check() == []
+
+
+async def test_an_inline_write_runs_only_when_the_lock_is_free(db_path: Path) -> None:
+    await make_db(db_path, tasks=1)
+    store = SQLiteStore(db_path, busy_timeout=0.2)
+    await store.open()
+    other = raw(db_path)
+    try:
+
+        def op(c: sqlite3.Connection) -> int:
+            return int(
+                c.execute("INSERT INTO journal (at, kind, message) VALUES (1, 'k', 'm')").lastrowid
+                or 0
+            )
+
+        done, row_id = store.db.try_write_inline(op)
+        assert done and row_id
+        token = await store.change_token()
+        other.execute("BEGIN IMMEDIATE")
+        assert store.db.try_write_inline(op) == (False, None)  # nothing done, no wait
+        other.execute("ROLLBACK")
+        assert query(db_path, "SELECT count(*) FROM journal") == [(1,)]
+        assert await store.change_token() == token  # its own inline commit is not foreign
+    finally:
+        other.close()
+        await store.close()

@@ -305,6 +305,8 @@ class Database:
         #: data_version as last seen, and how often it changed other than by our own writes
         self._seen_version: int | None = None
         self._foreign = 0
+        #: the connection of :meth:`try_write_inline` (opened on first use)
+        self._inline: sqlite3.Connection | None = None
         self.on_commit: Callable[[sqlite3.Connection], None] | None = None
 
     def _open_conn(self) -> sqlite3.Connection:
@@ -357,6 +359,9 @@ class Database:
         if self._poll is not None:
             self._poll.close()
             self._poll = None
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         for worker in (self._reader, self._writer):
             if worker is not None and worker.is_alive():
                 worker.jobs.put(None)
@@ -397,6 +402,43 @@ class Database:
         if self._poll is not None:
             with contextlib.suppress(StoreError):
                 self._seen_version = self.data_version()
+
+    def try_write_inline(self, fn: Callable[[sqlite3.Connection], T]) -> tuple[bool, T | None]:
+        """Run ``fn(conn)`` in a write transaction right here, on the caller's (the event
+        loop's) thread, if the write lock is free at once: ``(True, result)``; else
+        ``(False, None)`` and nothing was done (use :meth:`write`).
+
+        For the few writes whose timing matters (the scheduler's decision at a due time):
+        no hand-over to the writer thread and back, each of which waits for the GIL behind
+        busy handler threads. It blocks the loop for the transaction (a few statements and
+        the commit's fsync), so it is not for bulk work.
+        """
+        if self._poll is None:
+            raise StoreError(f"database {self.path} is closed")
+        conn = self._inline
+        try:
+            if conn is None:
+                conn = self._inline = self._open_conn()
+                conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if _is_lock_error(exc):
+                    return False, None
+                raise
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from None
+        self._own_write()
+        with contextlib.suppress(Exception):
+            self._on_commit(conn)
+        return True, result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""

@@ -534,6 +534,10 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             )
             return FireResult(True, task_id=task_id)
 
+        # the decision at a due time: written inline when the lock is free (timing matters)
+        done, result = self.db.try_write_inline(op)
+        if done and result is not None:
+            return result
         return await self.db.write(op)
 
     async def advance_schedule(
