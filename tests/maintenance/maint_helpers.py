@@ -31,10 +31,20 @@ from ucore.stores.records import (
 
 #: A Sunday noon (UTC), far from any daylight-saving change.
 START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-#: The three tasks of this issue.
-TASKS = ("background_verification", "database_optimization", "database_cleanup")
-#: The keys of each task's own result (DESIGN.md §6, issue 8).
+#: The six maintenance tasks.
+TASKS = (
+    "background_verification",
+    "database_optimization",
+    "cache_cleanup",
+    "orphaned_cleanup",
+    "log_rotation",
+    "database_cleanup",
+)
+#: The keys of each task's own result (DESIGN.md §6, issues 8 and 9).
 OWN_KEYS = {
+    "cache_cleanup": {"scanned", "deleted", "bytes_freed", "bytes_remaining", "skipped"},
+    "orphaned_cleanup": {"checked", "marked", "removed", "restored", "roots_skipped"},
+    "log_rotation": {"rotated", "compressed", "deleted", "bytes_freed"},
     "background_verification": {"roots", "drifted", "scans_queued"},
     "database_optimization": {"size_before", "size_after", "actions", "check"},
     "database_cleanup": {
