@@ -127,9 +127,15 @@ def make_thumbnail(flt: LibraryFilter, rel_path: str, dest: Path, size: int) -> 
         raise ThumbnailFailed(f"cannot read: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as source:
         image = _render(source, size)
-    private_dir(dest.parent)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+    private_dir(dest.parent)
+    try:
+        out = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:
+        # the cache cleanup removed the (empty) size folder in between: make it again
+        private_dir(dest.parent)
+        out = os.open(tmp, flags, 0o600)
     try:
         os.fchmod(out, 0o600)
         with os.fdopen(out, "wb") as f:

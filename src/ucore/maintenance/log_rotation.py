@@ -64,7 +64,7 @@ from typing import Any
 
 from ucore.foundation.config.params import LogRotationParams
 from ucore.foundation.logs import detach_for_rotation
-from ucore.maintenance.run import MaintenanceRun, human_bytes
+from ucore.maintenance.run import MaintenanceRun, human_bytes, shown
 
 NAME = "log_rotation"
 #: The names of live logs: ours, and nothing else.
@@ -115,12 +115,6 @@ class Archive:
     @property
     def size(self) -> int:
         return (self.plain or 0) + (self.gz or 0)
-
-
-def shown(name: str) -> str:
-    """A file name for a message or the result: undecodable bytes and line breaks escaped."""
-    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return text.replace("\n", "\\n").replace("\r", "\\r")
 
 
 def parse_archive(name: str) -> tuple[str, str, tuple[str, int], str] | None:

@@ -110,6 +110,13 @@ def maintenance_task(
     return handler
 
 
+def shown(*parts: str) -> str:
+    """A path (joined with ``/``) for a one-line message or a result: undecodable bytes as
+    ``\\xNN``, line breaks and tabs escaped, everything else as it is."""
+    text = "/".join(parts).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+
+
 def human_bytes(count: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(count) < 1024 or unit == "TB":
