@@ -199,30 +199,26 @@ class OrphanCheck:
     async def check_root_dirs(
         self, probe: PresenceProbe, dirs: list[DirRecord], cutoff: datetime, found: RootFindings
     ) -> None:
+        # One part after the other: fetching the next part's records while this one is
+        # listed made the two threads fight for the GIL (each row fetched hands it over) and
+        # cost 1.4x (docs/performance.md, "Maintenance: orphan check").
         store = self.run.store
-        parts = [dirs[i : i + DIRS_PER_STEP] for i in range(0, len(dirs), DIRS_PER_STEP)]
-        ahead = asyncio.ensure_future(store.presence_rows([d.id for d in parts[0]]))
-        try:
-            for i, part in enumerate(parts):
-                rows = await ahead
-                if i + 1 < len(parts):  # the next query runs while this part is listed
-                    ahead = asyncio.ensure_future(store.presence_rows([d.id for d in parts[i + 1]]))
-                await asyncio.to_thread(
-                    functools.partial(check_dirs, cutoff=cutoff, found=found),
-                    self.run,
-                    probe,
-                    part,
-                    rows,
-                )
-                self.done_dirs += len(part)
-                self.run.ctx.progress(
-                    self.done_dirs,
-                    max(self.total_dirs, 1),
-                    f"{self.result['checked'] + found.checked:,} records checked",
-                )
-        finally:
-            if not ahead.done():
-                ahead.cancel()
+        for i in range(0, len(dirs), DIRS_PER_STEP):
+            part = dirs[i : i + DIRS_PER_STEP]
+            rows = await store.presence_rows([d.id for d in part])
+            await asyncio.to_thread(
+                functools.partial(check_dirs, cutoff=cutoff, found=found),
+                self.run,
+                probe,
+                part,
+                rows,
+            )
+            self.done_dirs += len(part)
+            self.run.ctx.progress(
+                self.done_dirs,
+                max(self.total_dirs, 1),
+                f"{self.result['checked'] + found.checked:,} records checked",
+            )
 
     async def apply(self, root: RootRecord, found: RootFindings) -> None:
         result = self.result
