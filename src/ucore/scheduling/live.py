@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ucore.foundation.clock import aligned_delay
 from ucore.foundation.config.loader import LoadedConfig, parse_config
 from ucore.foundation.config.schedule import TRIGGER_KEYS
 from ucore.foundation.config.writer import read_document, update_config_file
@@ -206,7 +207,7 @@ class LiveChangesMixin(SchedulerBase):
         path = self.ctx.config.locations.config_file
         seen = file_signature(path)
         while True:
-            await asyncio.sleep(WATCH_SECONDS)
+            await asyncio.sleep(aligned_delay(WATCH_SECONDS))
             current = file_signature(path)
             if current == seen:
                 continue

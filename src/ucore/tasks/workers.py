@@ -19,6 +19,7 @@ import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from ucore.foundation.clock import aligned_delay
 from ucore.foundation.events import Event
 from ucore.stores.records import Priority, TaskRecord
 from ucore.tasks.execution import Execution
@@ -197,9 +198,10 @@ class WorkerPool:
                 if need_claim:
                     await self._fill_slots()
                 if self._listening:
-                    timeout = PUSHED_POLL_SECONDS
+                    poll = PUSHED_POLL_SECONDS
                 else:
-                    timeout = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
+                    poll = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
+                timeout = aligned_delay(poll)  # with housekeeping's and the config watch's
                 if self._due_at is not None:
                     timeout = max(0.0, min(timeout, self._due_at - loop.time()))
                 need_claim = False
@@ -233,7 +235,7 @@ class WorkerPool:
         period = min(HEARTBEAT_SECONDS, sys.lease_seconds / 3)
         rounds = 0
         while not self._stopping:
-            await asyncio.sleep(period)
+            await asyncio.sleep(aligned_delay(period))
             rounds += 1
             try:
                 now = sys.clock.now()

@@ -432,11 +432,15 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         )
 
     async def heartbeat(self, node_id: str, now: datetime) -> None:
-        await self.db.write(
-            lambda c: c.execute(
-                "UPDATE nodes SET heartbeat_at = ? WHERE id = ?", (to_ts(now), node_id)
-            )
-        )
+        def op(c: sqlite3.Connection) -> int:
+            sql = "UPDATE nodes SET heartbeat_at = ? WHERE id = ?"
+            return int(c.execute(sql, (to_ts(now), node_id)).rowcount)
+
+        # An idle service's only regular write: inline when the lock is free, so that the
+        # writer thread (and its GIL hand-overs) stays asleep (docs/performance.md, idle)
+        done, _ = self.db.try_write_inline(op)
+        if not done:
+            await self.db.write(op)
 
     async def remove_nodes(self, node_ids: list[str]) -> None:
         if not node_ids:
