@@ -240,18 +240,20 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
                 unique_key=schedule.unique_key,
             ),
         )
+        # the event first: a log line writes to a terminal or file (system calls that hand
+        # the GIL over) and would delay everyone who acts on the fire
         if result.fired:
-            log.info("schedule %s fired: task %s", schedule.name, result.task_id)
             self.ctx.events.publish(
                 Event("schedule.fired", {"name": schedule.name, "task_id": result.task_id})
             )
             if self.tasks.pool is not None:
                 self.tasks.pool.wake()
+            log.info("schedule %s fired: task %s", schedule.name, result.task_id)
         elif result.reason != "taken":
-            log.info("schedule %s skipped: %s", schedule.name, result.reason)
             self.ctx.events.publish(
                 Event("schedule.skipped", {"name": schedule.name, "reason": result.reason})
             )
+            log.info("schedule %s skipped: %s", schedule.name, result.reason)
 
     async def _hold(
         self,

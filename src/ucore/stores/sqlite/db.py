@@ -445,9 +445,15 @@ class Database:
         except sqlite3.Error as exc:
             raise translate(exc, self.path) from None
         self._own_write()
-        with contextlib.suppress(Exception):
-            self._on_commit(conn)
+        # waking the other processes (a query of the nodes, a send each) can wait for the
+        # next loop iteration: the caller acts on its commit first
+        asyncio.get_running_loop().call_soon(self._notify_after_inline, conn)
         return True, result
+
+    def _notify_after_inline(self, conn: sqlite3.Connection) -> None:
+        if self._inline is conn:  # still open
+            with contextlib.suppress(Exception):
+                self._on_commit(conn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""
