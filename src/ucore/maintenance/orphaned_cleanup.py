@@ -77,40 +77,29 @@ class RootFindings:
 def sort_records(
     look: DirLook, records: PresenceRows, cutoff: datetime, found: RootFindings
 ) -> None:
-    """Sort one directory's records into present, gone (by phase) and unknown."""
+    """Sort one directory's records into present, gone (by phase) and unknown. A directory
+    that is gone is one that holds no names."""
     by_name, marked = records
-    if look.status == LISTED:
-        names = look.names or frozenset()
-        gone = by_name.keys() - names  # in C: a present record costs no bytecode
-        for fid, name, missing in marked:
-            if name in names:
-                found.to_restore.append(fid)
-                continue
-            gone.discard(name)
-            if missing <= cutoff:
-                found.to_remove.append(fid)
-            else:
-                found.waiting += 1
-        if gone:
-            found.to_mark.extend([by_name[n] for n in gone])
-        found.checked += len(by_name)
+    if look.status not in (LISTED, GONE):
+        found.unknown += len(by_name)
+        found.dirs_skipped_total += 1
+        if len(found.dirs_skipped) < MAX_REPORTED:
+            found.dirs_skipped.append({"path": look.rel or ".", "reason": look.reason})
         return
-    if look.status == GONE:
-        marked_ids = set()
-        for fid, _name, missing in marked:
-            marked_ids.add(fid)
-            if missing <= cutoff:
-                found.to_remove.append(fid)
-            else:
-                found.waiting += 1
-        ids = by_name.values()
-        found.to_mark.extend(ids if not marked_ids else [i for i in ids if i not in marked_ids])
-        found.checked += len(by_name)
-        return
-    found.unknown += len(by_name)
-    found.dirs_skipped_total += 1
-    if len(found.dirs_skipped) < MAX_REPORTED:
-        found.dirs_skipped.append({"path": look.rel or ".", "reason": look.reason})
+    names = look.names or frozenset()
+    gone = by_name.keys() - names  # in C: a present record costs no bytecode
+    for fid, name, missing in marked:
+        if name in names:
+            found.to_restore.append(fid)
+            continue
+        gone.discard(name)
+        if missing <= cutoff:
+            found.to_remove.append(fid)
+        else:
+            found.waiting += 1
+    if gone:
+        found.to_mark.extend([by_name[n] for n in gone])
+    found.checked += len(by_name)
 
 
 def check_dirs(

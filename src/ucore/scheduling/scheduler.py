@@ -63,8 +63,8 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
             log.info("Scheduled periodic task: %s", schedule.name)
         events = self.ctx.events
         self._unsubscribe = [
-            events.subscribe(self._on_task_finished, "task.finished"),
-            events.subscribe(self._on_task_finished, "store.changed"),
+            events.subscribe(self._on_change, "task.finished"),
+            events.subscribe(self._on_change, "store.changed"),
         ]
         self._loop_task = asyncio.create_task(self._run(), name="ucore-scheduler")
         self._own_write = file_signature(self.ctx.config.locations.config_file)
@@ -83,7 +83,7 @@ class PeriodicTaskScheduler(LiveChangesMixin, StatusMixin, RunNowMixin):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
 
-    def _on_task_finished(self, event: Event) -> None:
+    def _on_change(self, event: Event) -> None:
         if event.kind == "store.changed":
             # another connection wrote: read the states again now, not at the next due time
             self._changed.set()

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from ucore.stores.base import StoreError, StoreLockedError
 
@@ -56,7 +56,7 @@ LOCK_WAIT_FACTOR = 3
 AUTOCHECKPOINT_PAGES = 250
 
 
-def _is_lock_error(exc: sqlite3.OperationalError) -> bool:
+def _is_lock_error(exc: sqlite3.Error) -> bool:
     text = str(exc).lower()
     return "locked" in text or "busy" in text
 
@@ -65,7 +65,7 @@ def translate(exc: sqlite3.Error, path: Path) -> StoreError:
     """One clear line for a SQLite error."""
     text = str(exc)
     low = text.lower()
-    if "locked" in low or "busy" in low:
+    if _is_lock_error(exc):
         return StoreLockedError(f"database {path} is locked by another process ({text})")
     if "not a database" in low or "malformed" in low or "corrupt" in low:
         return StoreError(f"database {path} is damaged or not a UCore database ({text})")
@@ -454,6 +454,13 @@ class Database:
         if self._inline is conn:  # still open
             with contextlib.suppress(Exception):
                 self._on_commit(conn)
+
+    async def write_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`try_write_inline`, or :meth:`write` when the lock is taken."""
+        done, result = self.try_write_inline(fn)
+        if done:
+            return cast(T, result)
+        return await self.write(fn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""

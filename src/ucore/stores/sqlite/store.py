@@ -438,9 +438,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
         # An idle service's only regular write: inline when the lock is free, so that the
         # writer thread (and its GIL hand-overs) stays asleep (docs/performance.md, idle)
-        done, _ = self.db.try_write_inline(op)
-        if not done:
-            await self.db.write(op)
+        await self.db.write_now(op)
 
     async def remove_nodes(self, node_ids: list[str]) -> None:
         if not node_ids:
@@ -539,10 +537,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             return FireResult(True, task_id=task_id)
 
         # the decision at a due time: written inline when the lock is free (timing matters)
-        done, result = self.db.try_write_inline(op)
-        if done and result is not None:
-            return result
-        return await self.db.write(op)
+        return await self.db.write_now(op)
 
     async def advance_schedule(
         self,
