@@ -7,20 +7,25 @@ other, and alternates the sides: ours, peer, ours, peer, ...
 
 from __future__ import annotations
 
+import argparse
+import cProfile
 import datetime as dt
 import hashlib
 import json
 import math
 import os
 import platform
+import pstats
+import resource
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,3 +246,122 @@ def load_line() -> str:
 def cleanup(path: Path, keep: bool) -> None:
     if not keep:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- what the maintenance benchmarks share -----------------------------------------------
+def maxrss_mib() -> float:
+    """This process's peak RSS (VmHWM: the high-water mark of its own address space)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def config(data: Path, extra: dict[str, Any] | None = None) -> Any:
+    from ucore.foundation.config.loader import parse_config
+
+    return parse_config(extra or {}, data_dir=data, config_file=data / "config.json", env={})
+
+
+# -- profiling (every thread) ---------------------------------------------------------------
+class ThreadProfiles:
+    """cProfile in this thread and in every thread started after :meth:`start`."""
+
+    def __init__(self) -> None:
+        self.profiles: list[cProfile.Profile] = []
+        self._lock = threading.Lock()
+
+    def _start_here(self, *_: Any) -> None:
+        prof = cProfile.Profile()
+        with self._lock:
+            self.profiles.append(prof)
+        prof.enable()  # replaces this function as the thread's profiler
+
+    def start(self) -> None:
+        threading.setprofile(self._start_here)
+        self._start_here()
+
+    def report(self, path: Path, top: int = 25) -> str:
+        """The functions with the most own time, threads merged, idle waits left out."""
+        threading.setprofile(None)  # type: ignore[arg-type]
+        stats: pstats.Stats | None = None
+        for prof in self.profiles:
+            prof.disable()
+            prof.create_stats()
+            if not prof.stats:  # type: ignore[attr-defined]
+                continue
+            if stats is None:
+                stats = pstats.Stats(prof)
+            else:
+                stats.add(prof)
+        if stats is None:
+            return "(no profile)"
+        stats.dump_stats(str(path))
+        table = stats.stats  # type: ignore[attr-defined]
+        rows = []
+        idle = 0.0
+        for (file, line, func), (_, calls, own, cum, _) in table.items():
+            where = func if file == "~" else f"{Path(file).name}:{line}({func})"
+            if any(w in where for w in IDLE):
+                idle += own
+                continue
+            rows.append((own, cum, calls, where))
+        rows.sort(reverse=True)
+        busy = sum(r[0] for r in rows)
+        lines = [
+            f"  own time {busy:.3f} s in all threads besides {idle:.3f} s of idle waits "
+            f"({', '.join(IDLE)})",
+            f"  {'own s':>8s} {'cum s':>8s} {'calls':>9s}  function",
+        ]
+        lines += [f"  {o:8.3f} {c:8.3f} {n:9d}  {w}" for o, c, n, w in rows[:top]]
+        return "\n".join(lines)
+
+
+#: profiler entries that are threads waiting for work, not work
+IDLE = ("'get' of '_queue.SimpleQueue'", "'poll' of 'select.epoll'", "'acquire' of '_thread")
+
+
+def add_work_args(p: argparse.ArgumentParser, *, keep: bool = True) -> None:
+    """The options every maintenance benchmark takes: --dir, --keep, --no-snapshot, --child."""
+    p.add_argument("--dir", type=Path, help="where the work folder goes (default TMP)")
+    if keep:
+        p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument(
+        "--no-snapshot",
+        dest="snapshot",
+        action="store_false",
+        help="import the live src tree instead of a copy taken at the start",
+    )
+    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+
+
+def bench_main(
+    args: argparse.Namespace,
+    argv: Sequence[str],
+    *,
+    script: str,
+    title: str,
+    children: dict[str, Callable[..., Any]],
+    body: Callable[[argparse.Namespace, Path], None],
+) -> int:
+    """A benchmark's main: a ``--child`` call prints its JSON result; otherwise a work folder
+    (with a snapshot of src), the header, ``body(args, work)``, clean-up, the total time."""
+    if args.child:
+        kind, *rest = args.child
+        print(json.dumps(children[kind](*rest)))
+        return 0
+    started = time.perf_counter()
+    base = make_tmp(args.dir, f"ucore-bench-{Path(script).stem.removeprefix('bench_')}-")
+    if args.snapshot:
+        snapshot_src(base)
+    print_header(title, [script, *argv], base)
+    try:
+        body(args, base)
+    finally:
+        cleanup(base, keep=args.keep)
+    print(f"total time: {time.perf_counter() - started:.0f} s")
+    print(load_line())
+    return 0

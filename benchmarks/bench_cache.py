@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import resource
 import shutil
@@ -60,17 +59,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    ThreadProfiles,
+    add_work_args,
+    bench_main,
     cleanup,
+    config,
     fmt_ratio,
-    load_line,
-    make_tmp,
+    maxrss_mib,
     median,
-    print_header,
     ratio,
     run_child,
-    snapshot_src,
 )
-from bench_maintenance import ThreadProfiles, config, maxrss_mib
 
 SCRIPT = Path(__file__).resolve()
 DAY = 86400.0
@@ -405,15 +404,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="runs per side (default 5)")
     p.add_argument("--profile", action="store_true", help="one more run of ours, cProfiled")
     p.add_argument("--quick", action="store_true", help="20,000 files, 3 runs")
-    p.add_argument("--dir", type=Path, help="where the trees and databases go (default TMP)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument(
-        "--no-snapshot",
-        dest="snapshot",
-        action="store_false",
-        help="import the live src tree instead of a copy taken at the start",
-    )
-    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_work_args(p)
     args = p.parse_args(argv)
     if args.files is None:
         args.files = 20_000 if args.quick else 200_000
@@ -423,23 +414,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.child:
-        kind, *rest = args.child
-        print(json.dumps(CHILDREN[kind](*rest)))
-        return 0
-    started = time.perf_counter()
-    base = make_tmp(args.dir, "ucore-bench-cache-")
-    if args.snapshot:
-        snapshot_src(base)
-    print_header("maintenance: cache cleanup", ["benchmarks/bench_cache.py", *argv], base)
-    try:
-        bench(args, base)
-    finally:
-        cleanup(base, keep=args.keep)
-    print(f"total time: {time.perf_counter() - started:.0f} s")
-    print(load_line())
-    return 0
+    return bench_main(
+        parse_args(argv),
+        argv,
+        script="benchmarks/bench_cache.py",
+        title="maintenance: cache cleanup",
+        children=CHILDREN,
+        body=bench,
+    )
 
 
 if __name__ == "__main__":

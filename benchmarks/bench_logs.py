@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import os
 import random
 import resource
@@ -53,17 +52,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
-    cleanup,
+    add_work_args,
+    bench_main,
+    config,
     fmt_ratio,
-    load_line,
-    make_tmp,
+    maxrss_mib,
     median,
-    print_header,
     ratio,
     run_child,
-    snapshot_src,
 )
-from bench_maintenance import config, maxrss_mib
 
 SCRIPT = Path(__file__).resolve()
 MIB = 1 << 20
@@ -420,15 +417,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=None, help="runs per side (default 5)")
     p.add_argument("--seed", type=int, default=1, help="seed of the generated log")
     p.add_argument("--quick", action="store_true", help="64 MiB, 3 runs")
-    p.add_argument("--dir", type=Path, help="where the input and outputs go (default TMP)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument(
-        "--no-snapshot",
-        dest="snapshot",
-        action="store_false",
-        help="import the live src tree instead of a copy taken at the start",
-    )
-    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_work_args(p)
     args = p.parse_args(argv)
     if args.size_mb is None:
         args.size_mb = 64.0 if args.quick else 300.0
@@ -438,23 +427,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.child:
-        kind, *rest = args.child
-        print(json.dumps(CHILDREN[kind](*rest)))
-        return 0
-    started = time.perf_counter()
-    base = make_tmp(args.dir, "ucore-bench-logs-")
-    if args.snapshot:
-        snapshot_src(base)
-    print_header("log rotation: compression", ["benchmarks/bench_logs.py", *argv], base)
-    try:
-        bench(args, base)
-    finally:
-        cleanup(base, keep=args.keep)
-    print(f"total time: {time.perf_counter() - started:.0f} s")
-    print(load_line())
-    return 0
+    return bench_main(
+        parse_args(argv),
+        argv,
+        script="benchmarks/bench_logs.py",
+        title="log rotation: compression",
+        children=CHILDREN,
+        body=bench,
+    )
 
 
 if __name__ == "__main__":

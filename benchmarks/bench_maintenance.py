@@ -69,17 +69,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import cProfile
 import json
 import os
-import pstats
-import resource
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,17 +83,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    ThreadProfiles,
+    add_work_args,
+    bench_main,
     clean_env,
     cleanup,
+    config,
     fmt_ratio,
-    load_line,
-    make_tmp,
+    maxrss_mib,
     median,
     percentile,
-    print_header,
     ratio,
     run_child,
-    snapshot_src,
 )
 
 SCRIPT = Path(__file__).resolve()
@@ -115,81 +112,6 @@ TARGET_RATIO = 3.0
 TARGET_WAIT_MS = 200.0
 #: the submitter runs this long before the measured operation starts (its baseline)
 BASELINE_S = 0.5
-
-
-def maxrss_mib() -> float:
-    """This process's peak RSS (VmHWM: the high-water mark of its own address space)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def config(data: Path, extra: dict[str, Any] | None = None) -> Any:
-    from ucore.foundation.config.loader import parse_config
-
-    return parse_config(extra or {}, data_dir=data, config_file=data / "config.json", env={})
-
-
-# -- profiling (every thread) ---------------------------------------------------------------
-class ThreadProfiles:
-    """cProfile in this thread and in every thread started after :meth:`start`."""
-
-    def __init__(self) -> None:
-        self.profiles: list[cProfile.Profile] = []
-        self._lock = threading.Lock()
-
-    def _start_here(self, *_: Any) -> None:
-        prof = cProfile.Profile()
-        with self._lock:
-            self.profiles.append(prof)
-        prof.enable()  # replaces this function as the thread's profiler
-
-    def start(self) -> None:
-        threading.setprofile(self._start_here)
-        self._start_here()
-
-    def report(self, path: Path, top: int = 25) -> str:
-        """The functions with the most own time, threads merged, idle waits left out."""
-        threading.setprofile(None)  # type: ignore[arg-type]
-        stats: pstats.Stats | None = None
-        for prof in self.profiles:
-            prof.disable()
-            prof.create_stats()
-            if not prof.stats:  # type: ignore[attr-defined]
-                continue
-            if stats is None:
-                stats = pstats.Stats(prof)
-            else:
-                stats.add(prof)
-        if stats is None:
-            return "(no profile)"
-        stats.dump_stats(str(path))
-        table = stats.stats  # type: ignore[attr-defined]
-        rows = []
-        idle = 0.0
-        for (file, line, func), (_, calls, own, cum, _) in table.items():
-            where = func if file == "~" else f"{Path(file).name}:{line}({func})"
-            if any(w in where for w in IDLE):
-                idle += own
-                continue
-            rows.append((own, cum, calls, where))
-        rows.sort(reverse=True)
-        busy = sum(r[0] for r in rows)
-        lines = [
-            f"  own time {busy:.3f} s in all threads besides {idle:.3f} s of idle waits "
-            f"({', '.join(IDLE)})",
-            f"  {'own s':>8s} {'cum s':>8s} {'calls':>9s}  function",
-        ]
-        lines += [f"  {o:8.3f} {c:8.3f} {n:9d}  {w}" for o, c, n, w in rows[:top]]
-        return "\n".join(lines)
-
-
-#: profiler entries that are threads waiting for work, not work
-IDLE = ("'get' of '_queue.SimpleQueue'", "'poll' of 'select.epoll'", "'acquire' of '_thread")
 
 
 # -- 1. purge: the template database ---------------------------------------------------------
@@ -1080,15 +1002,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep-tree", action="store_true", help="keep the tree made under --dir")
     p.add_argument("--profile", action="store_true", help="one more run of ours, cProfiled")
     p.add_argument("--quick", action="store_true", help="20,000 rows, 100,000 files, 3 runs")
-    p.add_argument("--dir", type=Path, help="where databases and the tree go (default TMP)")
-    p.add_argument("--keep", action="store_true", help="keep the work folder")
-    p.add_argument(
-        "--no-snapshot",
-        dest="snapshot",
-        action="store_false",
-        help="import the live src tree instead of a copy taken at the start",
-    )
-    p.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_work_args(p)
     args = p.parse_args(argv)
     if args.rows is None:
         args.rows = 20_000 if args.quick else 1_000_000
@@ -1100,29 +1014,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
-    if args.child:
-        kind, *rest = args.child
-        out = CHILDREN[kind](*rest)
-        print(json.dumps(out))
-        return 0
-    started = time.perf_counter()
-    base = make_tmp(args.dir, "ucore-bench-maintenance-")
-    if args.snapshot:
-        snapshot_src(base)
-    print_header(
-        "maintenance: purge and verification", ["benchmarks/bench_maintenance.py", *argv], base
-    )
-    try:
+    def body(args: argparse.Namespace, base: Path) -> None:
         if args.only in (None, "purge"):
             bench_purge(args, base)
         if args.only in (None, "verify"):
             bench_verify(args, base)
-    finally:
-        cleanup(base, keep=args.keep)
-    print(f"total time: {time.perf_counter() - started:.0f} s")
-    print(load_line())
-    return 0
+
+    return bench_main(
+        parse_args(argv),
+        argv,
+        script="benchmarks/bench_maintenance.py",
+        title="maintenance: purge and verification",
+        children=CHILDREN,
+        body=body,
+    )
 
 
 if __name__ == "__main__":

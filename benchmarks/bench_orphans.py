@@ -60,17 +60,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
+    ThreadProfiles,
     cleanup,
+    config,
     fmt_ratio,
     load_line,
     make_tmp,
+    maxrss_mib,
     median,
     print_header,
     ratio,
     run_child,
     snapshot_src,
 )
-from bench_maintenance import ThreadProfiles, child_scan, config, maxrss_mib
+from bench_maintenance import child_scan
 
 SCRIPT = Path(__file__).resolve()
 DIRS_PER_GROUP = 100
