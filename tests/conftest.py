@@ -9,9 +9,10 @@ subprocess with the same isolation.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,36 @@ def ucore_cli(tmp_path: Path) -> RunUcore:
         )
 
     return run
+
+
+def _quiet(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+
+
+@pytest.fixture
+def mount(tmp_path: Path) -> Iterator[Callable[..., None]]:
+    """``mount(target, source=None)``: a fresh 8 MiB tmpfs at ``target`` (a folder, made if
+    missing), or ``source`` bind-mounted on ``target``; all unmounted (lazily) at teardown.
+    Skipped unless this is root with mount(8) and mounting a tmpfs is permitted."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting needs root and mount(8)")
+    probe = tmp_path / "mount-probe"
+    probe.mkdir()
+    if _quiet("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(probe)).returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    _quiet("umount", str(probe))
+    probe.rmdir()
+    mounted: list[Path] = []
+
+    def do(target: Path, source: Path | None = None) -> None:
+        if source is None:
+            target.mkdir(parents=True, exist_ok=True)
+            proc = _quiet("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(target))
+        else:
+            proc = _quiet("mount", "--bind", str(source), str(target))
+        assert proc.returncode == 0, proc.stderr
+        mounted.append(target)
+
+    yield do
+    for target in reversed(mounted):
+        _quiet("umount", "-l", str(target))

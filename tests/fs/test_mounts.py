@@ -4,12 +4,10 @@ root falls back to its volume. Skipped where mounting is not permitted."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from fs_helpers import Lib, make_tree, write
 
 from ucore.fs.filter import LibraryFilter
@@ -19,31 +17,6 @@ Mount = Callable[..., None]
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-
-
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Mount]:
-    """``mount(path, ro=False)``: a fresh tmpfs at ``path``; unmounted at teardown."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting needs root and mount(8)")
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if _run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(probe)).returncode != 0:
-        pytest.skip("mounting a tmpfs is not permitted here")
-    _run("umount", str(probe))
-    mounted: list[Path] = []
-
-    def do(path: Path, ro: bool = False) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        proc = _run("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(path))
-        assert proc.returncode == 0, proc.stderr
-        mounted.append(path)
-        if ro:
-            assert _run("mount", "-o", "remount,ro", str(path)).returncode == 0
-
-    yield do
-    for path in reversed(mounted):
-        _run("umount", "-l", str(path))
 
 
 def unmount(path: Path) -> None:

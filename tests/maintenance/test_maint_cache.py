@@ -19,11 +19,10 @@ import os
 import shutil
 import socket
 import stat
-import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -184,37 +183,6 @@ def make_socket(path: Path) -> None:
 
 # -- mounts (real tmpfs; skipped where mounting is not permitted) ---------------------------
 Mount = Callable[..., None]
-
-
-def _sh(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-
-
-@pytest.fixture
-def mount(tmp_path: Path) -> Iterator[Mount]:
-    """``mount(target, source=None)``: a tmpfs at ``target``, or ``source`` bind-mounted on it;
-    all unmounted at teardown."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting needs root and mount(8)")
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    if _sh("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(probe)).returncode != 0:
-        pytest.skip("mounting a tmpfs is not permitted here")
-    _sh("umount", str(probe))
-    probe.rmdir()
-    mounted: list[Path] = []
-
-    def do(target: Path, source: Path | None = None) -> None:
-        if source is None:
-            proc = _sh("mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(target))
-        else:
-            proc = _sh("mount", "--bind", str(source), str(target))
-        assert proc.returncode == 0, proc.stderr
-        mounted.append(target)
-
-    yield do
-    for target in reversed(mounted):
-        _sh("umount", "-l", str(target))
 
 
 # -- what goes ------------------------------------------------------------------------------
