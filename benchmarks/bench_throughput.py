@@ -23,7 +23,7 @@ complete with its result stored. Both queues use SQLite in WAL mode with the sam
 The "submit phase" figure is N / the time of the submit loop (the workers run meanwhile).
 
 Commits are counted with ``sqlite3.Connection.set_trace_callback`` on the connection that
-writes (ucore: the writer thread's ``store.db._writer.conn``; huey: its single shared
+writes (ucore: the quick writes' connection on the event loop and the writer thread's; huey: its single shared
 connection ``huey.storage.conn``): every ``COMMIT`` statement, and separately those whose
 transaction changed rows (``total_changes`` moved since its ``BEGIN``).
 
@@ -86,6 +86,16 @@ class CommitCounter:
     def reset(self) -> None:
         self.commits = self.writing_commits = self.statements = 0
 
+    @staticmethod
+    def total(counters: list[CommitCounter], n: int) -> dict[str, Any]:
+        """The counts of several connections of one side, added up."""
+        sums = CommitCounter(counters[0].conn)
+        for c in counters:
+            sums.commits += c.commits
+            sums.writing_commits += c.writing_commits
+            sums.statements += c.statements
+        return sums.as_dict(n)
+
     def as_dict(self, n: int) -> dict[str, Any]:
         return {
             "commits": self.commits,
@@ -122,9 +132,12 @@ def child_ucore(args: argparse.Namespace) -> dict[str, Any]:
 
             app.tasks.register("noop", noop_sync)
         store: Any = app.tasks.store
-        counter = CommitCounter(store.db._writer.conn)
+        # the writing connections: the quick writes' (the loop's) and the writer thread's
+        writing = [store.db.quick_connection(), store.db._writer.conn]
+        counters = [CommitCounter(conn) for conn in writing]
         if args.count:
-            store.db._writer.conn.set_trace_callback(counter)
+            for conn, counter in zip(writing, counters, strict=True):
+                conn.set_trace_callback(counter)
         finished = 0
         all_done = asyncio.Event()
 
@@ -137,7 +150,8 @@ def child_ucore(args: argparse.Namespace) -> dict[str, Any]:
         app.ctx.events.subscribe(on_finished, "task.finished")
         await app.tasks.start_workers()
         await asyncio.sleep(0.2)  # let the idle pool settle
-        counter.reset()
+        for counter in counters:
+            counter.reset()
         cpu0 = time.process_time()
         t0 = time.perf_counter()
         for _ in range(n):
@@ -146,8 +160,9 @@ def child_ucore(args: argparse.Namespace) -> dict[str, Any]:
         await all_done.wait()
         t_end = time.perf_counter()
         cpu = time.process_time() - cpu0
-        counts = counter.as_dict(n)
-        store.db._writer.conn.set_trace_callback(None)
+        counts = CommitCounter.total(counters, n)
+        for conn in writing:
+            conn.set_trace_callback(None)
         done = await store.db.read(
             lambda c: c.execute(
                 "SELECT count(*) FROM tasks WHERE name = 'noop' AND state = 'completed' "

@@ -492,20 +492,32 @@ async def test_a_write_waits_for_a_lock_held_briefly(db_path: Path) -> None:
 
 
 class Statements:
-    """Counts the statements the writer connection runs."""
+    """Counts the statements the writing connections run (the writer thread's and the
+    quick writes')."""
 
     def __init__(self, store: SQLiteStore) -> None:
         writer = store.db._writer
         assert writer is not None and writer.conn is not None
-        self.conn = writer.conn
+        self.conns = {"writer": writer.conn, "quick": store.db.quick_connection()}
         self.seen: list[str] = []
-        self.conn.set_trace_callback(self.seen.append)
+        self.by_conn: dict[str, list[str]] = {name: [] for name in self.conns}
+        for name, conn in self.conns.items():
+            conn.set_trace_callback(self._tracer(name))
 
-    def count(self, prefix: str) -> int:
-        return sum(1 for s in self.seen if s.strip().upper().startswith(prefix))
+    def _tracer(self, name: str) -> Callable[[str], None]:
+        def trace(sql: str) -> None:
+            self.seen.append(sql)
+            self.by_conn[name].append(sql)
+
+        return trace
+
+    def count(self, prefix: str, conn: str | None = None) -> int:
+        seen = self.seen if conn is None else self.by_conn[conn]
+        return sum(1 for s in seen if s.strip().upper().startswith(prefix))
 
     def stop(self) -> None:
-        self.conn.set_trace_callback(None)
+        for conn in self.conns.values():
+            conn.set_trace_callback(None)
 
 
 async def test_group_commit(sqlite_store: SQLiteStore) -> None:
@@ -615,27 +627,102 @@ async def test_store_methods_mixed_in_one_group(sqlite_store: SQLiteStore) -> No
     assert await sqlite_store.integrity_check() == []
 
 
-async def test_an_inline_write_runs_only_when_the_lock_is_free(db_path: Path) -> None:
+def journal_insert(c: sqlite3.Connection) -> int:
+    return int(
+        c.execute("INSERT INTO journal (at, kind, message) VALUES (1, 'k', 'm')").lastrowid or 0
+    )
+
+
+async def test_quick_writes_of_one_moment_share_one_commit_on_the_loop_thread(
+    sqlite_store: SQLiteStore,
+) -> None:
+    trace = Statements(sqlite_store)
+    try:
+        results = await asyncio.gather(
+            *(sqlite_store.db.write_quick(insert_name(f"q{i}")) for i in range(50))
+        )
+    finally:
+        trace.stop()
+    assert len(set(results)) == 50
+    assert trace.count("COMMIT", "quick") == 1
+    assert trace.count("BEGIN", "writer") == 0  # no hand-over to the writer thread
+    assert await names_in(sqlite_store) == {f"q{i}" for i in range(50)}
+
+
+async def test_a_failing_quick_write_does_not_undo_its_group(sqlite_store: SQLiteStore) -> None:
+    runs: dict[str, int] = {}
+
+    def counted(name: str, fail: BaseException | None = None) -> Any:
+        inner = insert_name(name, fail)
+
+        def fn(conn: sqlite3.Connection) -> Any:
+            runs[name] = runs.get(name, 0) + 1
+            return inner(conn)
+
+        return fn
+
+    trace = Statements(sqlite_store)
+    try:
+        results = await asyncio.gather(
+            sqlite_store.db.write_quick(counted("good-1")),
+            sqlite_store.db.write_quick(counted("bad-1", RuntimeError("boom"))),
+            sqlite_store.db.write_quick(counted("good-2")),
+            sqlite_store.db.write_quick(counted("bad-2", sqlite3.IntegrityError("constraint"))),
+            return_exceptions=True,
+        )
+    finally:
+        trace.stop()
+    assert isinstance(results[0], int) and isinstance(results[2], int)
+    assert isinstance(results[1], RuntimeError)
+    assert isinstance(results[3], StoreError)  # SQLite errors become StoreError
+    assert trace.count("COMMIT") == 1
+    assert await names_in(sqlite_store) == {"good-1", "good-2"}
+    # the group ran straight until the first failure, then each in its own savepoint
+    assert runs == {"good-1": 2, "bad-1": 2, "good-2": 1, "bad-2": 1}
+    with pytest.raises(RuntimeError):
+        await sqlite_store.db.write_quick(insert_name("bad-alone", RuntimeError("boom")))
+    assert await names_in(sqlite_store) == {"good-1", "good-2"}
+
+
+async def test_quick_writes_go_to_the_writer_thread_while_the_lock_is_taken(
+    db_path: Path,
+) -> None:
     await make_db(db_path, tasks=1)
-    store = SQLiteStore(db_path, busy_timeout=0.2)
+    store = SQLiteStore(db_path, busy_timeout=2.0)
     await store.open()
     other = raw(db_path)
+    trace = Statements(store)
     try:
-
-        def op(c: sqlite3.Connection) -> int:
-            return int(
-                c.execute("INSERT INTO journal (at, kind, message) VALUES (1, 'k', 'm')").lastrowid
-                or 0
-            )
-
-        done, row_id = store.db.try_write_inline(op)
-        assert done and row_id
+        first = await store.db.write_quick(journal_insert)
         token = await store.change_token()
+        assert trace.count("COMMIT", "quick") == 1
         other.execute("BEGIN IMMEDIATE")
-        assert store.db.try_write_inline(op) == (False, None)  # nothing done, no wait
+        waiting = asyncio.ensure_future(store.db.write_quick(journal_insert))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # the writer thread waits for the lock; the loop does not
+        # a quick write made meanwhile follows the first one (commit order = call order)
+        later = asyncio.ensure_future(store.db.write_quick(journal_insert))
+        await asyncio.sleep(0.05)
         other.execute("ROLLBACK")
-        assert query(db_path, "SELECT count(*) FROM journal") == [(1,)]
-        assert await store.change_token() == token  # its own inline commit is not foreign
+        second, third = await asyncio.gather(waiting, later)
+        assert first < second < third
+        assert trace.count("COMMIT", "writer") >= 1
+        assert query(db_path, "SELECT count(*) FROM journal") == [(3,)]
+        assert await store.change_token() == token  # its own commits are not foreign
+        # with the lock free again, quick writes are back on the loop thread
+        await store.db.write_quick(journal_insert)
+        assert trace.count("COMMIT", "quick") == 2
     finally:
+        trace.stop()
         other.close()
         await store.close()
+
+
+async def test_quick_writes_still_gathering_are_committed_at_close(db_path: Path) -> None:
+    await make_db(db_path, tasks=1)
+    store = SQLiteStore(db_path)
+    await store.open()
+    pending = store.db.write_quick(journal_insert)
+    await store.close()
+    assert pending.done() and pending.result() > 0
+    assert query(db_path, "SELECT count(*) FROM journal") == [(1,)]

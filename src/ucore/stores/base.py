@@ -14,6 +14,8 @@ from typing import Any
 
 from ucore.foundation.errors import UCoreError
 from ucore.stores.records import (
+    Claimed,
+    ClaimRequest,
     DbStats,
     DirRecord,
     FileRecord,
@@ -113,6 +115,14 @@ class Store(ABC):
         """Newest first."""
 
     @abstractmethod
+    async def claim_tasks(self, request: ClaimRequest) -> Claimed:
+        """Atomically take up to ``request.limit`` due pending tasks (highest priority, then
+        oldest), each marked running under the node's lease with its run-history row open.
+
+        Two claims never take the same task. When fewer than the limit were due, says when
+        the next delayed task comes due (so the caller sleeps until then).
+        """
+
     async def claim_task(
         self,
         *,
@@ -125,12 +135,20 @@ class Store(ABC):
         task_id: int | None = None,
         names: frozenset[str] | None = None,
     ) -> TaskRecord | None:
-        """Atomically take the next due pending task (highest priority, then oldest).
-
-        Marks it running under this node's lease and opens its run-history row. Two claims
-        never take the same task. ``task_id`` claims only that task (runner mode); ``names``
-        only tasks of those names (the handlers this process has).
-        """
+        """:meth:`claim_tasks` for one task: the task, or None when none is due."""
+        claimed = await self.claim_tasks(
+            ClaimRequest(
+                node_id=node_id,
+                host=host,
+                pid=pid,
+                now=now,
+                lease_until=lease_until,
+                min_priority=min_priority,
+                task_id=task_id,
+                names=names,
+            )
+        )
+        return claimed.records[0] if claimed.records else None
 
     @abstractmethod
     async def renew_leases(self, node_id: str, task_ids: list[int], until: datetime) -> set[int]:

@@ -203,4 +203,17 @@ SQLITE.append(
     )
 )
 
+SQLITE.append(
+    Migration(
+        6,
+        "fewer index pages per task commit",
+        """
+        DROP INDEX tasks_finished;
+        DROP INDEX task_runs_finished;
+        CREATE INDEX task_runs_finished ON task_runs (finished_at)
+            WHERE finished_at IS NOT NULL;
+        """,
+    )
+)
+
 LATEST_SQLITE = SQLITE[-1].version

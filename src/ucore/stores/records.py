@@ -216,6 +216,34 @@ class NodeRecord:
 
 
 @dataclass(frozen=True)
+class ClaimRequest:
+    """Who claims (a node's lease) and what it may take."""
+
+    node_id: str
+    host: str
+    pid: int
+    now: datetime
+    lease_until: datetime
+    #: the lowest priority it takes (LOW, or NORMAL while its LOW slots are busy)
+    min_priority: Priority = Priority.LOW
+    #: only this task (runner mode)
+    task_id: int | None = None
+    #: only tasks of these names (the handlers it has); None: any
+    names: frozenset[str] | None = None
+    #: how many it takes at most (its free slots)
+    limit: int = 1
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """The tasks a claim took, oldest of the highest priority first."""
+
+    records: list[TaskRecord]
+    #: when fewer than asked for were due: when the next delayed pending task comes due
+    next_due: datetime | None = None
+
+
+@dataclass(frozen=True)
 class TaskFilter:
     states: tuple[str, ...] = ()
     name: str | None = None

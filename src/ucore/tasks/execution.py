@@ -12,6 +12,7 @@ import json
 import logging
 import threading
 import traceback as tb
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +59,14 @@ def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
 
 
 class Execution:
-    def __init__(self, system: TaskSystem, record: TaskRecord, reg: Registration) -> None:
+    def __init__(
+        self,
+        system: TaskSystem,
+        record: TaskRecord,
+        reg: Registration,
+        *,
+        on_returned: Callable[[], None] | None = None,
+    ) -> None:
         self.system = system
         self.record = record
         self.reg = reg
@@ -75,6 +83,9 @@ class Execution:
             on_progress=self._progress,
         )
         self.finished = asyncio.Event()
+        #: the handler has returned (or given up): only the outcome is left to write
+        self.returned = False
+        self._on_returned = on_returned
         #: set once the outcome is written (or given up): later results are ignored
         self.settled = False
         self.final: TaskRecord | None = None
@@ -159,6 +170,9 @@ class Execution:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             trace = "".join(tb.format_exception(exc))
             add_failure = True
+        self.returned = True
+        if self._on_returned is not None:
+            self._on_returned()
         if add_failure and rec.failures + 1 < rec.max_attempts:
             state = TaskState.PENDING
             delay = self.reg.backoff(rec.failures + 1)

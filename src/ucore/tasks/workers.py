@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from ucore.foundation.clock import aligned_delay
 from ucore.foundation.events import Event
-from ucore.stores.records import Priority, TaskRecord
+from ucore.stores.records import Claimed, ClaimRequest, Priority, TaskRecord
 from ucore.tasks.execution import Execution
 from ucore.tasks.nodes import HEARTBEAT_SECONDS, dead_local_nodes
 
@@ -46,6 +46,11 @@ CLAIM_LOOP_EXIT_SECONDS = 5.0
 SWITCH_INTERVAL_SECONDS = 0.001
 
 
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class WorkerPool:
     def __init__(
         self,
@@ -63,7 +68,11 @@ class WorkerPool:
         self.only_ids = only_ids
         self.recover = recover
         self.running: dict[int, Execution] = {}
-        self._wake = asyncio.Event()
+        #: the claim loop's wake-up: a flag and the future it waits on
+        self._woken = False
+        self._waiter: asyncio.Future[None] | None = None
+        #: executions whose handler returned and whose outcome is being written
+        self._recording = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._exec_tasks: set[asyncio.Task[None]] = set()
@@ -86,13 +95,16 @@ class WorkerPool:
         ]
 
     def wake(self) -> None:
-        self._wake.set()
+        self._woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _on_push(self) -> None:
         """Another process committed (its wake-up datagram arrived)."""
         if not self._stopping:
             self._pushed = True
-            self._wake.set()
+            self.wake()
 
     def stop_task(self, task_id: int, reason: str) -> bool:
         ex = self.running.get(task_id)
@@ -109,7 +121,7 @@ class WorkerPool:
             task.cancel()
         # The claim loop is woken, not cancelled: a claim already committed must reach
         # _launch (and so be stopped below), or the task would stay "running" with no worker.
-        self._wake.set()
+        self.wake()
         try:
             await asyncio.wait_for(asyncio.shield(claim_loop), CLAIM_LOOP_EXIT_SECONDS)
         except TimeoutError:
@@ -136,48 +148,70 @@ class WorkerPool:
                 await task
 
     # -- claiming -----------------------------------------------------------------------
-    def _min_priority(self) -> Priority:
-        low_running = sum(1 for ex in self.running.values() if ex.record.priority <= Priority.LOW)
-        return Priority.NORMAL if low_running >= self.low_slots else Priority.LOW
+    def _free_slots(self) -> int:
+        # a task whose handler has returned no longer holds its slot while its outcome is
+        # written: the claim for the slot then joins the same transaction
+        return self.slots - len(self.running) + self._recording
 
     async def _fill_slots(self) -> None:
         sys = self.system
-        while not self._stopping and len(self.running) < self.slots:
-            ids = self.only_ids
-            if ids is not None and not (ids - set(self.running)):
+        while not self._stopping:
+            free = self._free_slots()
+            if free <= 0:
                 return
+            ids = self.only_ids
+            if ids is not None:
+                # runner mode: try each of its ids (one that finished must not hide the others)
+                wanted: list[int | None] = [i for i in sorted(ids) if i not in self.running]
+                if not wanted:
+                    return
+            else:
+                wanted = [None]
+            low_running = sum(
+                1 for ex in self.running.values() if ex.record.priority <= Priority.LOW
+            )
+            low_free = self.low_slots - low_running
+            limit = free if low_free <= 0 else min(free, low_free)
             now = sys.clock.now()
-            record = None
-            # runner mode: try each of its ids (one that finished must not hide the others)
-            for task_id in sorted(ids - set(self.running)) if ids is not None else [None]:
-                record = await sys.store.claim_task(
-                    node_id=sys.ctx.node_id,
-                    host=sys.ctx.host,
-                    pid=sys.ctx.pid,
-                    now=now,
-                    lease_until=now + timedelta(seconds=sys.lease_seconds),
-                    min_priority=self._min_priority(),
-                    task_id=task_id,
-                    names=sys.handlers.names(),
+            claimed = Claimed([])
+            for task_id in wanted:
+                claimed = await sys.store.claim_tasks(
+                    ClaimRequest(
+                        node_id=sys.ctx.node_id,
+                        host=sys.ctx.host,
+                        pid=sys.ctx.pid,
+                        now=now,
+                        lease_until=now + timedelta(seconds=sys.lease_seconds),
+                        min_priority=Priority.NORMAL if low_free <= 0 else Priority.LOW,
+                        task_id=task_id,
+                        names=sys.handlers.names(),
+                        limit=1 if task_id is not None else limit,
+                    )
                 )
-                if record is not None:
+                if claimed.records:
                     break
-            if record is None:
-                nxt = await sys.store.next_due(now)
+            for record in claimed.records:
+                self._launch(record)
+            if len(claimed.records) < (1 if ids is not None else limit):
+                nxt = claimed.next_due
                 loop = asyncio.get_running_loop()
                 self._due_at = (
                     None if nxt is None else loop.time() + max(0.0, (nxt - now).total_seconds())
                 )
                 return
-            self._launch(record)
 
     def _launch(self, record: TaskRecord) -> None:
         reg = self.system.handlers.get(record.name)
-        ex = Execution(self.system, record, reg)
+        ex = Execution(self.system, record, reg, on_returned=self._returned)
         self.running[record.id] = ex
         task = asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}")
         self._exec_tasks.add(task)
         task.add_done_callback(self._exec_tasks.discard)
+
+    def _returned(self) -> None:
+        """An execution's handler returned; its outcome is being written."""
+        self._recording += 1
+        self.wake()
 
     async def _run(self, ex: Execution) -> None:
         try:
@@ -186,8 +220,24 @@ class WorkerPool:
             log.exception("task %s: recording its outcome failed", ex.record.id)
         finally:
             self.running.pop(ex.record.id, None)
+            if ex.returned:
+                self._recording -= 1
             ex.finished.set()
-            self._wake.set()  # a slot is free
+            self.wake()  # a slot is free
+
+    async def _wait_for_wake(self, seconds: float) -> bool:
+        """Until :meth:`wake` or for ``seconds``: whether it was woken."""
+        if not self._woken:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = loop.call_later(seconds, _settle, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        woken, self._woken = self._woken, False
+        return woken
 
     async def _claim_loop(self) -> None:
         store = self.system.store
@@ -204,21 +254,21 @@ class WorkerPool:
                 timeout = aligned_delay(poll)  # with housekeeping's and the config watch's
                 if self._due_at is not None:
                     timeout = max(0.0, min(timeout, self._due_at - loop.time()))
-                need_claim = False
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                    need_claim = True
-                self._wake.clear()
-                token = await store.change_token()
+                need_claim = await self._wait_for_wake(timeout)
                 pushed, self._pushed = self._pushed, False
-                if token != self._token or pushed:
-                    self._token = token
-                    need_claim = True
-                    # another connection committed: tasks may have finished elsewhere
-                    self.system.ctx.events.publish(Event("store.changed"))
-                    if self.running:
-                        for task_id in await store.cancel_requests(list(self.running)):
-                            self.stop_task(task_id, "cancel")
+                # Another process's commit shows in the change token. With wake-ups pushed
+                # by the store, it is read only when one came or on the fallback poll; a
+                # local wake (a submit, a freed slot) needs no look at it.
+                if not need_claim or pushed or not self._listening:
+                    token = await store.change_token()
+                    if token != self._token or pushed:
+                        self._token = token
+                        need_claim = True
+                        # another connection committed: tasks may have finished elsewhere
+                        self.system.ctx.events.publish(Event("store.changed"))
+                        if self.running:
+                            for task_id in await store.cancel_requests(list(self.running)):
+                                self.stop_task(task_id, "cancel")
                 if self._due_at is not None and loop.time() >= self._due_at:
                     self._due_at = None
                     need_claim = True
@@ -270,5 +320,5 @@ class WorkerPool:
             what = "re-queued" if r.requeued else "failed (too many interruptions)"
             log.warning("task %s %s was interrupted; %s", r.task_id, r.name, what)
         if recovered:
-            self._wake.set()
+            self.wake()
         return len(recovered)

@@ -19,6 +19,8 @@ from typing import Any
 
 from ucore.stores.base import Store
 from ucore.stores.records import (
+    Claimed,
+    ClaimRequest,
     FireResult,
     NewTask,
     NodeRecord,
@@ -159,7 +161,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
     # -- tasks --------------------------------------------------------------------------
     async def insert_task(self, task: NewTask) -> tuple[int, bool]:
-        return await self.db.write(lambda c: _insert_task(c, task))
+        return await self.db.write_quick(lambda c: _insert_task(c, task))
 
     async def get_task(self, task_id: int) -> TaskRecord | None:
         row = await self.db.read(
@@ -192,58 +194,56 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
         return [task_from_row(r) for r in rows]
 
-    async def claim_task(
-        self,
-        *,
-        node_id: str,
-        host: str,
-        pid: int,
-        now: datetime,
-        lease_until: datetime,
-        min_priority: Priority = Priority.LOW,
-        task_id: int | None = None,
-        names: frozenset[str] | None = None,
-    ) -> TaskRecord | None:
-        now_ts, until_ts = to_ts(now), to_ts(lease_until)
+    async def claim_tasks(self, request: ClaimRequest) -> Claimed:
+        req = request
+        now_ts, until_ts = to_ts(req.now), to_ts(req.lease_until)
         cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
-        args: list[Any] = [now_ts, int(min_priority)]
-        if task_id is not None:
+        args: list[Any] = [now_ts, int(req.min_priority)]
+        if req.task_id is not None:
             cond.append("id = ?")
-            args.append(task_id)
-        if names is not None:
-            if not names:
-                return None
+            args.append(req.task_id)
+        if req.names is not None:
+            if not req.names:
+                return Claimed([])
             # "+name": never pick the name index for this query; the partial tasks_claim
             # index (pending only) must drive it, or a claim reads the whole history
-            cond.append(f"+name IN ({','.join('?' * len(names))})")
-            args.extend(sorted(names))
-        pick = f"SELECT id FROM tasks WHERE {' AND '.join(cond)} ORDER BY priority DESC, id LIMIT 1"
+            cond.append(f"+name IN ({','.join('?' * len(req.names))})")
+            args.extend(sorted(req.names))
+        pick = (
+            f"SELECT id, name, attempts FROM tasks WHERE {' AND '.join(cond)} "
+            "ORDER BY priority DESC, id LIMIT ?"
+        )
+        args.append(req.limit)
+        who = (req.node_id, req.host, req.pid)
 
-        def op(c: sqlite3.Connection) -> TaskRecord | None:
-            row = c.execute(pick, args).fetchone()
-            if row is None:
-                return None
-            tid = int(row[0])
-            attempt = (
-                int(c.execute("SELECT attempts FROM tasks WHERE id = ?", (tid,)).fetchone()[0]) + 1
-            )
-            name = c.execute("SELECT name FROM tasks WHERE id = ?", (tid,)).fetchone()[0]
-            run = c.execute(
-                "INSERT INTO task_runs "
-                "(task_id, task_name, attempt, node_id, host, pid, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (tid, name, attempt, node_id, host, pid, now_ts),
-            ).lastrowid
-            got = c.execute(
-                "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
-                "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
-                "progress = NULL, progress_message = NULL, cancel_requested = 0, run_id = ? "
-                f"WHERE id = ? AND state = 'pending' RETURNING {_TASK_COLUMNS}",
-                (attempt, now_ts, node_id, host, pid, until_ts, run, tid),
+        def op(c: sqlite3.Connection) -> Claimed:
+            records = []
+            for tid, name, attempts in c.execute(pick, args).fetchall():
+                attempt = attempts + 1
+                run = c.execute(
+                    "INSERT INTO task_runs "
+                    "(task_id, task_name, attempt, node_id, host, pid, started_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tid, name, attempt, *who, now_ts),
+                ).lastrowid
+                got = c.execute(
+                    "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
+                    "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
+                    "progress = NULL, progress_message = NULL, cancel_requested = 0, "
+                    f"run_id = ? WHERE id = ? AND state = 'pending' RETURNING {_TASK_COLUMNS}",
+                    (attempt, now_ts, *who, until_ts, run, tid),
+                ).fetchone()
+                if got:
+                    records.append(task_from_row(got))
+            if len(records) >= req.limit:
+                return Claimed(records)
+            row = c.execute(
+                "SELECT min(not_before) FROM tasks WHERE state = 'pending' AND not_before > ?",
+                (now_ts,),
             ).fetchone()
-            return task_from_row(got) if got else None
+            return Claimed(records, from_ts(row[0]) if row and row[0] is not None else None)
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def renew_leases(self, node_id: str, task_ids: list[int], until: datetime) -> set[int]:
         if not task_ids:
@@ -258,12 +258,12 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             ).fetchall()
             return {int(r[0]) for r in rows}
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def set_progress(
         self, task_id: int, run_id: int, fraction: float | None, message: str | None
     ) -> None:
-        await self.db.write(
+        await self.db.write_quick(
             lambda c: c.execute(
                 "UPDATE tasks SET progress = ?, progress_message = ? "
                 "WHERE id = ? AND run_id = ? AND state = 'running'",
@@ -290,7 +290,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         result_json = None if result is None else dumps(result)
 
         def op(c: sqlite3.Connection) -> TaskRecord | None:
-            if not _finish(
+            row = _finish(
                 c,
                 task_id,
                 run_id,
@@ -303,14 +303,10 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 traceback=traceback,
                 add_failure=add_failure,
                 add_interruption=add_interruption,
-            ):
-                return None
-            row = c.execute(
-                f"SELECT {_TASK_COLUMNS} FROM tasks WHERE id = ?", (task_id,)
-            ).fetchone()
-            return task_from_row(row)
+            )
+            return None if row is None else task_from_row(row)
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def request_cancel(self, task_id: int, now: datetime) -> TaskRecord | None:
         now_ts = to_ts(now)
@@ -330,7 +326,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             ).fetchone()
             return task_from_row(row) if row else None
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def cancel_requests(self, task_ids: list[int]) -> set[int]:
         if not task_ids:
@@ -382,7 +378,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             )
             return cur.rowcount > 0
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def next_due(self, now: datetime) -> datetime | None:
         row = await self.db.read(
@@ -414,7 +410,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
     # -- nodes --------------------------------------------------------------------------
     async def register_node(self, node: NodeRecord) -> None:
-        await self.db.write(
+        await self.db.write_quick(
             lambda c: c.execute(
                 "INSERT OR REPLACE INTO nodes (id, host, pid, role, started_at, heartbeat_at, "
                 "proc_started, info) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -436,15 +432,15 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             sql = "UPDATE nodes SET heartbeat_at = ? WHERE id = ?"
             return int(c.execute(sql, (to_ts(now), node_id)).rowcount)
 
-        # An idle service's only regular write: inline when the lock is free, so that the
-        # writer thread (and its GIL hand-overs) stays asleep (docs/performance.md, idle)
-        await self.db.write_now(op)
+        # An idle service's only regular write: a quick one (on the loop's thread when the
+        # lock is free), so the writer thread stays asleep (docs/performance.md, idle)
+        await self.db.write_quick(op)
 
     async def remove_nodes(self, node_ids: list[str]) -> None:
         if not node_ids:
             return
         marks = ",".join("?" * len(node_ids))
-        await self.db.write(
+        await self.db.write_quick(
             lambda c: c.execute(f"DELETE FROM nodes WHERE id IN ({marks})", node_ids)
         )
 
@@ -495,7 +491,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             ).fetchone()
             return _state_from_row(row)
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def fire_schedule(
         self,
@@ -536,8 +532,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             )
             return FireResult(True, task_id=task_id)
 
-        # the decision at a due time: written inline when the lock is free (timing matters)
-        return await self.db.write_now(op)
+        # the decision at a due time: a quick write, no hand-over to the writer thread
+        # behind busy handler threads (timing matters)
+        return await self.db.write_quick(op)
 
     async def advance_schedule(
         self,
@@ -565,7 +562,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             )
             return True
 
-        return await self.db.write(op)
+        return await self.db.write_quick(op)
 
     async def reschedule(
         self,
@@ -575,7 +572,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         next_fire: datetime | None,
         definition_hash: str,
     ) -> None:
-        await self.db.write(
+        await self.db.write_quick(
             lambda c: c.execute(
                 "UPDATE schedule_state SET nominal_next = ?, next_fire = ?, definition_hash = ? "
                 "WHERE name = ?",
@@ -584,7 +581,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         )
 
     async def record_schedule_skip(self, name: str, at: datetime, reason: str) -> None:
-        await self.db.write(
+        await self.db.write_quick(
             lambda c: c.execute(
                 "UPDATE schedule_state SET last_skip_at = ?, last_skip_reason = ? WHERE name = ?",
                 (to_ts(at), reason, name),
@@ -665,8 +662,9 @@ def _finish(
     traceback: str | None,
     add_failure: bool,
     add_interruption: bool,
-) -> bool:
-    row = c.execute("SELECT started_at FROM task_runs WHERE id = ?", (run_id,)).fetchone()
+) -> tuple[Any, ...] | None:
+    """Close the attempt and move the task on: its row as it is now (None: not running
+    under that attempt any more)."""
     task_error = error
     if next_state == "pending":
         # a user's cancel wins over a retry or a re-queue after an interruption
@@ -677,13 +675,13 @@ def _finish(
             next_state, not_before, outcome = "cancelled", None, "cancelled"
             task_error = error = "cancelled by user"
     finished = next_state not in ("pending", "running")
-    cur = c.execute(
+    row: tuple[Any, ...] | None = c.execute(
         "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
         "traceback = ?, failures = failures + ?, interruptions = interruptions + ?, "
         "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
         "progress = CASE WHEN ? = 'pending' THEN NULL ELSE progress END, "
         "progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE progress_message END "
-        "WHERE id = ? AND run_id = ? AND state = 'running'",
+        f"WHERE id = ? AND run_id = ? AND state = 'running' RETURNING {_TASK_COLUMNS}",
         (
             next_state,
             now_ts if finished else None,
@@ -698,16 +696,16 @@ def _finish(
             task_id,
             run_id,
         ),
-    )
-    if cur.rowcount == 0:
-        return False
-    duration = None if row is None or now_ts is None else max(0.0, now_ts - row[0])
+    ).fetchone()
+    if row is None:
+        return None
     c.execute(
-        "UPDATE task_runs SET finished_at = ?, duration = ?, outcome = ?, result_summary = ?, "
-        "error = ? WHERE id = ?",
-        (now_ts, duration, outcome, result_json, error, run_id),
+        "UPDATE task_runs SET finished_at = ?, outcome = ?, result_summary = ?, error = ?, "
+        "duration = CASE WHEN ? IS NULL THEN NULL ELSE max(0.0, ? - started_at) END "
+        "WHERE id = ?",
+        (now_ts, outcome, result_json, error, now_ts, now_ts, run_id),
     )
-    return True
+    return row
 
 
 def _interrupt(
