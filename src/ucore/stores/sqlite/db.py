@@ -2,9 +2,7 @@
 
 * **Quick writes** (:meth:`Database.write_quick`: the task queue's and the scheduler's
   writes, a few indexed statements each) are gathered while the event loop runs what is
-  ready, then committed together on the loop's own thread: one transaction, one commit, no
-  hand-over to another thread and back. When the write lock is taken, the group goes to
-  the writer thread instead.
+  ready and run in one transaction from the loop's own thread (:mod:`.quick`).
 * **One writer thread** for everything else (bulk writes, migrations, VACUUM), in
   ``BEGIN IMMEDIATE`` transactions. Writes that arrive while a transaction is busy queue up
   and the next transaction runs them all (**group commit**: one commit, so one fsync with
@@ -27,12 +25,14 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ucore.stores.base import StoreError, StoreLockedError
+from ucore.stores.base import StoreError
+from ucore.stores.sqlite.errors import is_lock_error, translate
+from ucore.stores.sqlite.quick import QuickWriter
 
 log = logging.getLogger("ucore.stores.sqlite")
 
@@ -59,36 +59,6 @@ LOCK_PAUSES = (0.0002, 0.0005, 0.001)
 LOCK_WAIT_FACTOR = 3
 #: WAL pages after which a commit checkpoints (SQLite's default is 1,000).
 AUTOCHECKPOINT_PAGES = 250
-#: How many times a group of quick writes waits for the event loop to run the callbacks
-#: that are ready (whose writes then join the same transaction) before it is committed.
-QUICK_DEFERRALS = 4
-
-Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
-WriteFn = Callable[[sqlite3.Connection], Any]
-
-
-def _is_lock_error(exc: sqlite3.Error) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
-
-
-def translate(exc: sqlite3.Error, path: Path) -> StoreError:
-    """One clear line for a SQLite error."""
-    text = str(exc)
-    low = text.lower()
-    if _is_lock_error(exc):
-        return StoreLockedError(f"database {path} is locked by another process ({text})")
-    if "not a database" in low or "malformed" in low or "corrupt" in low:
-        return StoreError(f"database {path} is damaged or not a UCore database ({text})")
-    if "unable to open" in low:
-        return StoreError(f"cannot open database {path} ({text})")
-    if "readonly" in low or "read-only" in low:
-        return StoreError(f"database {path} is read-only ({text})")
-    if "disk is full" in low or "database or disk is full" in low:
-        return StoreError(f"no space left for database {path} ({text})")
-    if "disk i/o error" in low:
-        return StoreError(f"I/O error on database {path} ({text})")
-    return StoreError(f"database {path}: {text}")
 
 
 def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
@@ -182,32 +152,6 @@ def _run_alone(conn: sqlite3.Connection, job: Job) -> None:
         job.fut.set_exception(exc)
 
 
-def run_group(conn: sqlite3.Connection, fns: Sequence[WriteFn]) -> list[Outcome]:
-    """Run ``fns`` in the open transaction; one that fails leaves none of its writes.
-
-    Optimistic: they run one after the other under one savepoint. Only when one fails is the
-    group undone and run again, each in a savepoint of its own, so the others still land.
-    So each ``fn`` may run twice and must change nothing but the database.
-    """
-    conn.execute("SAVEPOINT q")
-    try:
-        return [(True, fn(conn)) for fn in fns]
-    except Exception as exc:
-        conn.execute("ROLLBACK TO q")
-        if len(fns) == 1:
-            return [(False, exc)]
-    outcomes: list[Outcome] = []
-    for i, fn in enumerate(fns):
-        conn.execute(f"SAVEPOINT q{i}")
-        try:
-            outcomes.append((True, fn(conn)))
-        except Exception as exc:
-            conn.execute(f"ROLLBACK TO q{i}")
-            outcomes.append((False, exc))
-        conn.execute(f"RELEASE q{i}")
-    return outcomes
-
-
 class _Writer(_Worker):
     """The one writing connection: group commit, and its own wait for the write lock."""
 
@@ -261,7 +205,7 @@ class _Writer(_Worker):
             try:
                 return fn(conn)
             except sqlite3.OperationalError as exc:
-                if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                if not is_lock_error(exc) or time.monotonic() >= deadline:
                     raise
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
@@ -351,13 +295,12 @@ class Database:
         #: data_version as last seen, and how often it changed other than by our own writes
         self._seen_version: int | None = None
         self._foreign = 0
-        #: the connection of the quick writes (opened on first use)
-        self._inline: sqlite3.Connection | None = None
-        self._quick: list[tuple[WriteFn, asyncio.Future[Any]]] = []
-        self._quick_handle: asyncio.Handle | None = None
-        self._quick_rounds = 0
-        #: groups of quick writes handed to the writer thread and not yet done
-        self._quick_on_writer = 0
+        self.quick = QuickWriter(
+            open_conn=self._open_conn,
+            to_writer=lambda fn: self._submit(self._writer, fn),
+            after_commit=self._after_quick_commit,
+            translate=lambda exc: translate(exc, self.path),
+        )
         self.on_commit: Callable[[sqlite3.Connection], None] | None = None
 
     def _open_conn(self) -> sqlite3.Connection:
@@ -407,16 +350,10 @@ class Database:
             return self._poll_fallback
 
     async def stop(self) -> None:
-        if self._quick_handle is not None:  # commit the quick writes still gathering
-            self._quick_handle.cancel()
-            self._quick_rounds = QUICK_DEFERRALS
-            self._flush_quick(asyncio.get_running_loop())
+        await self.quick.close()  # commits the quick writes still gathering
         if self._poll is not None:
             self._poll.close()
             self._poll = None
-        if self._inline is not None:
-            self._inline.close()
-            self._inline = None
         for worker in (self._reader, self._writer):
             if worker is not None and worker.is_alive():
                 worker.jobs.put(None)
@@ -462,112 +399,23 @@ class Database:
     def write_quick(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """A small write (a few indexed statements): await the returned future for its result.
 
-        The quick writes of one moment are committed together on the event loop's thread:
-        the group waits while the loop runs the callbacks that are ready (up to
-        :data:`QUICK_DEFERRALS` rounds; their writes join it), then takes the write lock
-        without waiting and commits once (at ``synchronous=FULL`` one fsync, during which
-        the loop waits but other threads run). No hand-over to the writer thread and back:
-        each costs a wake-up of another thread and the GIL. When the lock is taken (another
-        process, or the writer thread in a bulk write), the group goes to the writer thread,
-        which waits for it; later groups follow it there until it is done, so quick writes
-        are committed in the order they were made.
-
-        ``fn`` may run twice (see :func:`run_group`): it must change nothing but the database.
+        Gathered with the other quick writes of the moment and committed with them from the
+        event loop's thread (see :mod:`.quick`). ``fn`` may run twice (see
+        :func:`~.quick.run_group`): it must change nothing but the database.
         """
         if self._poll is None:
             raise StoreError(f"database {self.path} is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[T] = loop.create_future()
-        self._quick.append((fn, fut))
-        if self._quick_handle is None:
-            self._quick_handle = loop.call_soon(self._flush_quick, loop)
-        return fut
-
-    def _flush_quick(self, loop: asyncio.AbstractEventLoop) -> None:
-        # asyncio's own loops keep the callbacks ready to run in ``_ready``; on a loop
-        # without it (qasync) the group is committed at once
-        ready = getattr(loop, "_ready", None)
-        if ready and self._quick_rounds < QUICK_DEFERRALS:
-            self._quick_rounds += 1
-            self._quick_handle = loop.call_soon(self._flush_quick, loop)
-            return
-        self._quick_handle = None
-        self._quick_rounds = 0
-        jobs = [(fn, fut) for fn, fut in self._quick if not fut.cancelled()]
-        self._quick = []
-        if not jobs:
-            return
-        fns = [fn for fn, _ in jobs]
-        if self._quick_on_writer == 0:
-            try:
-                outcomes = self._commit_inline(fns)
-            except sqlite3.Error as exc:
-                outcomes = [(False, exc)] * len(jobs)
-            if outcomes is not None:
-                self._own_write()
-                # waking the other processes (a query of the nodes, a send each) waits for
-                # the next loop iteration: the callers act on their commit first
-                loop.call_soon(self._notify_after_inline)
-                self._deliver(jobs, outcomes)
-                return
-        self._quick_on_writer += 1
-        done = self._submit(self._writer, lambda conn: run_group(conn, fns))
-        done.add_done_callback(
-            lambda f: loop.call_soon_threadsafe(self._writer_group_done, jobs, f)
-        )
+        return self.quick.submit(fn)
 
     def quick_connection(self) -> sqlite3.Connection:
-        """The connection of the quick writes (the event loop's; opened on first use)."""
-        conn = self._inline
-        if conn is None:
-            conn = self._inline = self._open_conn()
-            conn.execute("PRAGMA busy_timeout = 0")
-        return conn
+        """The connection of the quick writes (opened on first use)."""
+        return self.quick.connection()
 
-    def _commit_inline(self, fns: list[WriteFn]) -> list[Outcome] | None:
-        """Run the group in one transaction here; None (nothing done) if the lock is taken."""
-        conn = self.quick_connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if _is_lock_error(exc):
-                return None
-            raise
-        try:
-            outcomes = run_group(conn, fns)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return outcomes
-
-    def _writer_group_done(
-        self, jobs: list[tuple[WriteFn, asyncio.Future[Any]]], done: concurrent.futures.Future[Any]
-    ) -> None:
-        self._quick_on_writer -= 1
+    def _after_quick_commit(self, conn: sqlite3.Connection, notify: bool) -> None:
         self._own_write()
-        exc = done.exception()
-        outcomes: list[Outcome] = [(False, exc)] * len(jobs) if exc else done.result()
-        self._deliver(jobs, outcomes)
-
-    def _deliver(
-        self, jobs: list[tuple[WriteFn, asyncio.Future[Any]]], outcomes: list[Outcome]
-    ) -> None:
-        for (_, fut), (ok, value) in zip(jobs, outcomes, strict=True):
-            if fut.done():
-                continue
-            if ok:
-                fut.set_result(value)
-            elif isinstance(value, sqlite3.Error):
-                fut.set_exception(translate(value, self.path))
-            else:
-                fut.set_exception(value)
-
-    def _notify_after_inline(self) -> None:
-        if self._inline is not None:  # still open
-            with contextlib.suppress(Exception):
-                self._on_commit(self._inline)
+        if notify:  # the writer thread's commits notify on their own
+            with contextlib.suppress(Exception):  # a wake-up is best effort
+                self._on_commit(conn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""
