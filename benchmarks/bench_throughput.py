@@ -19,6 +19,9 @@ complete with its result stored. Both queues use SQLite in WAL mode with the sam
 * **raw**: the physical reference: one thread, one connection, ucore's schema and pragmas,
   per task three transactions: insert; claim (``UPDATE … RETURNING`` + the run row);
   complete (task + run row).
+* **raw1**: the same statements in **one** transaction per task (insert, claim, and the
+  finish of the task claimed before), as ucore's grouped quick writes commit them: the floor
+  of a queue whose submit is durable when it returns and that keeps states and run history.
 
 The "submit phase" figure is N / the time of the submit loop (the workers run meanwhile).
 
@@ -57,7 +60,7 @@ from _common import (
     snapshot_src,
 )
 
-SIDES = ("ucore", "huey", "raw")
+SIDES = ("ucore", "huey", "raw", "raw1")
 #: Huey: seconds without a completion signal, with all results stored, before giving up
 STALL_SECONDS = 10.0
 TARGET_RATIO = 2.0
@@ -267,6 +270,21 @@ def child_huey(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- raw sqlite3 ----------------------------------------------------------------------------
+def _raw_finish(conn: sqlite3.Connection, tid: int, run_id: int, started: float) -> None:
+    result = json.dumps({"ok": True})
+    end = time.time()
+    conn.execute(
+        "UPDATE tasks SET state = 'completed', finished_at = ?, result = ?, "
+        "lease_expires = NULL WHERE id = ? AND state = 'running'",
+        (end, result, tid),
+    )
+    conn.execute(
+        "UPDATE task_runs SET finished_at = ?, duration = ?, outcome = 'completed', "
+        "result_summary = ? WHERE id = ?",
+        (end, end - started, result, run_id),
+    )
+
+
 def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     from ucore.stores.migrations import SQLITE
 
@@ -289,6 +307,8 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     params = json.dumps({})
     cpu0 = time.process_time()
     t0 = time.perf_counter()
+    one_tx = args.child == "raw1"
+    previous: tuple[int, int, float] | None = None
     for _ in range(n):
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
@@ -297,8 +317,9 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
             "submitted_at) VALUES ('noop', ?, 1, 'api', 'pending', 1, ?)",
             (params, now),
         )
-        conn.execute("COMMIT")
-        conn.execute("BEGIN IMMEDIATE")
+        if not one_tx:
+            conn.execute("COMMIT")
+            conn.execute("BEGIN IMMEDIATE")
         tid, attempt = conn.execute(
             "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, "
             "node_id = ?, host = ?, pid = ?, lease_expires = ? "
@@ -312,20 +333,20 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
             "started_at) VALUES (?, 'noop', ?, ?, ?, ?, ?)",
             (tid, attempt, node, host, pid, now),
         ).lastrowid
+        if one_tx:
+            # finish the task claimed in the previous transaction (as ucore's groups do)
+            if previous is not None:
+                _raw_finish(conn, *previous)
+            previous = (tid, run_id, now)
+            conn.execute("COMMIT")
+            continue
         conn.execute("COMMIT")
-        result = json.dumps({"ok": True})
-        end = time.time()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "UPDATE tasks SET state = 'completed', finished_at = ?, result = ?, "
-            "lease_expires = NULL WHERE id = ? AND state = 'running'",
-            (end, result, tid),
-        )
-        conn.execute(
-            "UPDATE task_runs SET finished_at = ?, duration = ?, outcome = 'completed', "
-            "result_summary = ? WHERE id = ?",
-            (end, end - now, result, run_id),
-        )
+        _raw_finish(conn, tid, run_id, now)
+        conn.execute("COMMIT")
+    if previous is not None:
+        conn.execute("BEGIN IMMEDIATE")
+        _raw_finish(conn, *previous)
         conn.execute("COMMIT")
     t_end = time.perf_counter()
     cpu = time.process_time() - cpu0
@@ -344,7 +365,7 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-CHILDREN = {"ucore": child_ucore, "huey": child_huey, "raw": child_raw}
+CHILDREN = {"ucore": child_ucore, "huey": child_huey, "raw": child_raw, "raw1": child_raw}
 
 
 # -- parent ---------------------------------------------------------------------------------
@@ -487,6 +508,14 @@ def main(argv: list[str]) -> int:
             print(f"  ratio ucore/raw : {ratio(med['ucore'], med['raw']):.2f}x")
         if "huey" in med and "raw" in med:
             print(f"  ratio huey/raw  : {ratio(med['huey'], med['raw']):.2f}x")
+        if "huey" in med and "raw1" in med:
+            r1 = ratio(med["raw1"], med["huey"])
+            print(
+                f"  ratio raw1/huey: {r1:.2f}x (the floor of one commit per submit: "
+                f"{'above' if r1 >= TARGET_RATIO else 'BELOW'} the {TARGET_RATIO:g}x target)"
+            )
+        if "ucore" in med and "raw1" in med:
+            print(f"  ratio ucore/raw1: {ratio(med['ucore'], med['raw1']):.2f}x")
     print(load_line())
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import sqlite3
@@ -19,9 +20,9 @@ import pytest
 
 from ucore.stores.base import StoreError, StoreLockedError
 from ucore.stores.migrations import LATEST_SQLITE, SQLITE, Migration
-from ucore.stores.records import NewTask, NodeRecord, Priority, TaskFilter
+from ucore.stores.records import NewTask, NodeRecord, Priority, TaskFilter, TaskRecord, TaskState
 from ucore.stores.sqlite.schema import migrate
-from ucore.stores.sqlite.store import SQLiteStore
+from ucore.stores.sqlite.store import SQLiteStore, task_from_row
 
 NOW = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
 POSIX = os.name == "posix"
@@ -726,3 +727,19 @@ async def test_quick_writes_still_gathering_are_committed_at_close(db_path: Path
     await store.close()
     assert pending.done() and pending.result() > 0
     assert query(db_path, "SELECT count(*) FROM journal") == [(1,)]
+
+
+def test_a_task_record_from_values_equals_the_constructed_one() -> None:
+    now = 1_700_000_000.5
+    row = (7, "noop", '{"a":1}', 30, "api", "running", None, 1, 0, 0, 3, now, None, now)
+    row += (None, 0.5, "half", '{"ok":true}', None, None, "n", "h", 12, now + 30, 1, 9)
+    record = task_from_row(row)
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(TaskRecord)}
+    assert record == TaskRecord(**values)
+    assert record.priority is Priority.HIGH and record.state is TaskState.RUNNING
+    assert record.params == {"a": 1} and record.result == {"ok": True}
+    assert record.cancel_requested is True and record.lease_expires is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        record.id = 8  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        TaskRecord.from_values(row[:-1])

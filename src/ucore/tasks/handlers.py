@@ -57,6 +57,7 @@ class Registration:
 class HandlerRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, Registration] = {}
+        self._names: frozenset[str] = frozenset()
 
     def register(
         self,
@@ -87,6 +88,7 @@ class HandlerRegistry:
             retry_backoff=retry_backoff,
         )
         self._by_name[name] = reg
+        self._names = frozenset(self._by_name)
         return reg
 
     def get(self, name: str) -> Registration:
@@ -100,4 +102,4 @@ class HandlerRegistry:
         return name in self._by_name
 
     def names(self) -> frozenset[str]:
-        return frozenset(self._by_name)
+        return self._names

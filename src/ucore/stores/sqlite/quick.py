@@ -37,7 +37,7 @@ from ucore.stores.sqlite.errors import is_lock_error
 T = TypeVar("T")
 
 #: How many times a group waits for the loop to run the callbacks that are ready.
-DEFERRALS = 4
+DEFERRALS = 2
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 WriteFn = Callable[[sqlite3.Connection], Any]

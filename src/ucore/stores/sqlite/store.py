@@ -10,6 +10,7 @@ no disk), with the process's own commits filtered out.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Callable
@@ -62,34 +63,44 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+_STATES = {s.value: s for s in TaskState}
+_PRIORITIES = {int(p): p for p in Priority}
+
+
 def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
-    return TaskRecord(
-        id=row[0],
-        name=row[1],
-        params=json.loads(row[2]),
-        priority=Priority(row[3]),
-        origin=row[4],
-        state=TaskState(row[5]),
-        unique_key=row[6],
-        attempts=row[7],
-        failures=row[8],
-        interruptions=row[9],
-        max_attempts=row[10],
-        submitted_at=at(row[11]),
-        not_before=from_ts(row[12]),
-        started_at=from_ts(row[13]),
-        finished_at=from_ts(row[14]),
-        progress=row[15],
-        progress_message=row[16],
-        result=_loads(row[17]),
-        error=row[18],
-        traceback=row[19],
-        node_id=row[20],
-        host=row[21],
-        pid=row[22],
-        lease_expires=from_ts(row[23]),
-        cancel_requested=bool(row[24]),
-        run_id=row[25],
+    """A task record from a row of :data:`_TASK_COLUMNS` (the task queue's hot path: two
+    per task, so the conversions are looked up rather than called)."""
+    params = row[2]
+    result = row[17]
+    return TaskRecord.from_values(
+        (
+            row[0],
+            row[1],
+            {} if params == "{}" else json.loads(params),
+            _PRIORITIES.get(row[3]) or Priority(row[3]),
+            row[4],
+            _STATES[row[5]],
+            row[6],
+            row[7],
+            row[8],
+            row[9],
+            row[10],
+            at(row[11]),
+            from_ts(row[12]),
+            from_ts(row[13]),
+            from_ts(row[14]),
+            row[15],
+            row[16],
+            None if result is None else json.loads(result),
+            row[18],
+            row[19],
+            row[20],
+            row[21],
+            row[22],
+            from_ts(row[23]),
+            bool(row[24]),
+            row[25],
+        )
     )
 
 
@@ -197,22 +208,13 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
     async def claim_tasks(self, request: ClaimRequest) -> Claimed:
         req = request
         now_ts, until_ts = to_ts(req.now), to_ts(req.lease_until)
-        cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
+        if req.names is not None and not req.names:
+            return Claimed([])
+        pick, names = _claim_sql(req.task_id is not None, req.names)
         args: list[Any] = [now_ts, int(req.min_priority)]
         if req.task_id is not None:
-            cond.append("id = ?")
             args.append(req.task_id)
-        if req.names is not None:
-            if not req.names:
-                return Claimed([])
-            # "+name": never pick the name index for this query; the partial tasks_claim
-            # index (pending only) must drive it, or a claim reads the whole history
-            cond.append(f"+name IN ({','.join('?' * len(req.names))})")
-            args.extend(sorted(req.names))
-        pick = (
-            f"SELECT id, name, attempts FROM tasks WHERE {' AND '.join(cond)} "
-            "ORDER BY priority DESC, id LIMIT ?"
-        )
+        args.extend(names)
         args.append(req.limit)
         who = (req.node_id, req.host, req.pid)
 
@@ -587,6 +589,24 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 (to_ts(at), reason, name),
             )
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(by_id: bool, names: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
+    """The claim's pick query and its name arguments (the same for every claim of a pool)."""
+    cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
+    if by_id:
+        cond.append("id = ?")
+    ordered = tuple(sorted(names)) if names is not None else ()
+    if names is not None:
+        # "+name": never pick the name index for this query; the partial tasks_claim
+        # index (pending only) must drive it, or a claim reads the whole history
+        cond.append(f"+name IN ({','.join('?' * len(ordered))})")
+    sql = (
+        f"SELECT id, name, attempts FROM tasks WHERE {' AND '.join(cond)} "
+        "ORDER BY priority DESC, id LIMIT ?"
+    )
+    return sql, ordered
 
 
 def _active_with_key(c: sqlite3.Connection, key: str) -> int | None:
