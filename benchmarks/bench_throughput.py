@@ -26,9 +26,9 @@ complete with its result stored. Both queues use SQLite in WAL mode with the sam
 The "submit phase" figure is N / the time of the submit loop (the workers run meanwhile).
 
 Commits are counted with ``sqlite3.Connection.set_trace_callback`` on the connection that
-writes (ucore: the quick writes' connection on the event loop and the writer thread's; huey: its single shared
-connection ``huey.storage.conn``): every ``COMMIT`` statement, and separately those whose
-transaction changed rows (``total_changes`` moved since its ``BEGIN``).
+writes (ucore: the quick writes' connection on the event loop and the writer thread's; huey:
+its single shared connection ``huey.storage.conn``): every ``COMMIT`` statement, and separately
+those whose transaction changed rows (``total_changes`` moved since its ``BEGIN``).
 
     python benchmarks/bench_throughput.py              # N=10,000, 5 runs, FULL and NORMAL
     python benchmarks/bench_throughput.py --quick      # smoke run (< 30 s)
@@ -60,7 +60,7 @@ from _common import (
     snapshot_src,
 )
 
-SIDES = ("ucore", "huey", "raw", "raw1")
+SIDES = ("ucore", "huey", "raw", "raw1", "rawaio")
 #: Huey: seconds without a completion signal, with all results stored, before giving up
 STALL_SECONDS = 10.0
 TARGET_RATIO = 2.0
@@ -285,12 +285,11 @@ def _raw_finish(conn: sqlite3.Connection, tid: int, run_id: int, started: float)
     )
 
 
-def child_raw(args: argparse.Namespace) -> dict[str, Any]:
+def _raw_connection(args: argparse.Namespace) -> sqlite3.Connection:
+    """A connection with ucore's schema and pragmas (WAL, the mode's synchronous)."""
     from ucore.stores.migrations import SQLITE
 
-    n = args.tasks
-    path = Path(args.dir) / "raw.db"
-    conn = sqlite3.connect(str(path), isolation_level=None)
+    conn = sqlite3.connect(str(Path(args.dir) / "raw.db"), isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 5000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {args.sync}")
@@ -300,6 +299,12 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
         for statement in migration.sql.split(";"):
             if statement.strip():
                 conn.execute(statement)
+    return conn
+
+
+def child_raw(args: argparse.Namespace) -> dict[str, Any]:
+    n = args.tasks
+    conn = _raw_connection(args)
     counter = CommitCounter(conn)
     if args.count:
         conn.set_trace_callback(counter)
@@ -365,7 +370,130 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-CHILDREN = {"ucore": child_ucore, "huey": child_huey, "raw": child_raw, "raw1": child_raw}
+def child_rawaio(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor of an asyncio task queue on ucore's schema, with none of ucore's features.
+
+    Each submit awaits its commit; the writes waiting at a moment (inserts, claims, finishes)
+    run in one transaction on the loop thread when the loop has run what was ready (as
+    ucore's quick writes do); two slot coroutines claim, run the no-op coroutine as a task
+    of its own (what any executor needs to cancel it) and record the outcome. No events,
+    records, leases renewal, progress, timeouts, logging or wake-ups of other processes.
+    """
+    n = args.tasks
+    conn = _raw_connection(args)
+    counter = CommitCounter(conn)
+    if args.count:
+        conn.set_trace_callback(counter)
+    host, pid, node = socket.gethostname(), os.getpid(), "raw-node"
+
+    async def main() -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        writes: list[tuple[Any, asyncio.Future[Any]]] = []
+        flush_at: list[asyncio.Handle | None] = [None]
+        rounds = [0]
+
+        def flush() -> None:
+            if getattr(loop, "_ready", None) and rounds[0] < 2:
+                rounds[0] += 1
+                flush_at[0] = loop.call_soon(flush)
+                return
+            flush_at[0], rounds[0] = None, 0
+            group = writes[:]
+            writes.clear()
+            conn.execute("BEGIN IMMEDIATE")
+            results = [fn() for fn, _ in group]
+            conn.execute("COMMIT")
+            for (_, fut), value in zip(group, results, strict=True):
+                fut.set_result(value)
+
+        def write(fn: Any) -> asyncio.Future[Any]:
+            fut = loop.create_future()
+            writes.append((fn, fut))
+            if flush_at[0] is None:
+                flush_at[0] = loop.call_soon(flush)
+            return fut
+
+        def insert() -> int:
+            return int(
+                conn.execute(
+                    "INSERT INTO tasks (name, params, priority, origin, state, max_attempts, "
+                    "submitted_at) VALUES ('noop', '{}', 20, 'api', 'pending', 1, ?)",
+                    (time.time(),),
+                ).lastrowid
+                or 0
+            )
+
+        def claim() -> tuple[int, int] | None:
+            now = time.time()
+            row = conn.execute(
+                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, "
+                "node_id = ?, host = ?, pid = ?, lease_expires = ? "
+                "WHERE id = (SELECT id FROM tasks WHERE state = 'pending' AND "
+                "(not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT 1) "
+                "RETURNING id, attempts",
+                (now, node, host, pid, now + 30, now),
+            ).fetchone()
+            if row is None:
+                return None
+            run_id = conn.execute(
+                "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, "
+                "started_at) VALUES (?, 'noop', ?, ?, ?, ?, ?)",
+                (row[0], row[1], node, host, pid, now),
+            ).lastrowid
+            return int(row[0]), int(run_id or 0)
+
+        async def noop() -> dict[str, bool]:
+            return {"ok": True}
+
+        done = [0]
+        all_done = asyncio.Event()
+        wake = asyncio.Event()
+
+        async def slot() -> None:
+            while done[0] < n:
+                got = await write(claim)
+                if got is None:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                result = await asyncio.create_task(noop())
+                text = json.dumps(result)
+                await write(lambda got=got, text=text: _raw_finish(conn, got[0], got[1], 0.0))
+                done[0] += 1
+                if done[0] >= n:
+                    all_done.set()
+
+        slots = [asyncio.create_task(slot()) for _ in range(2)]
+        cpu0 = time.process_time()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            await write(insert)
+            wake.set()
+        t_sub = time.perf_counter()
+        await all_done.wait()
+        t_end = time.perf_counter()
+        cpu = time.process_time() - cpu0
+        for task in slots:
+            task.cancel()
+        return {"t_submit": t_sub - t0, "t_total": t_end - t0, "cpu": cpu}
+
+    out = asyncio.run(main())
+    counts = counter.as_dict(n)
+    conn.set_trace_callback(None)
+    out["verified"] = conn.execute(
+        "SELECT count(*) FROM tasks WHERE state = 'completed' AND result IS NOT NULL"
+    ).fetchone()[0]
+    conn.close()
+    return {**out, **counts}
+
+
+CHILDREN = {
+    "ucore": child_ucore,
+    "huey": child_huey,
+    "raw": child_raw,
+    "raw1": child_raw,
+    "rawaio": child_rawaio,
+}
 
 
 # -- parent ---------------------------------------------------------------------------------
@@ -451,7 +579,7 @@ def main(argv: list[str]) -> int:
                     if r.get("flag"):
                         ok += f"  FLAGGED: {r['flag']}"
                     print(
-                        f"run {run} {mode:6s} {side:5s}: {r['tasks_per_s']:8.0f} tasks/s  "
+                        f"run {run} {mode:6s} {side:6s}: {r['tasks_per_s']:8.0f} tasks/s  "
                         f"total {r['t_total']:6.2f} s (submit loop {r['t_submit']:6.2f} s)  "
                         f"commits/task {r['commits_per_task']:.2f} "
                         f"(writing {r['writing_commits_per_task']:.2f})  "
@@ -484,7 +612,7 @@ def main(argv: list[str]) -> int:
             cores = median(r["cpu_cores"] for r in rs)
             extra = f"  [{rs[0]['pragmas']}]" if "pragmas" in rs[0] else ""
             print(
-                f"  {side:5s}: {med[side]:8.0f} tasks/s (min {lo:.0f}, max {hi:.0f})  "
+                f"  {side:6s}: {med[side]:8.0f} tasks/s (min {lo:.0f}, max {hi:.0f})  "
                 f"submit phase {sub:6.0f} submits/s  commits/task {cpt:.2f} "
                 f"(writing {wcpt:.2f})  CPU {cpu_us:.0f} us/task ({cores:.2f} cores){extra}"
             )
@@ -516,6 +644,14 @@ def main(argv: list[str]) -> int:
             )
         if "ucore" in med and "raw1" in med:
             print(f"  ratio ucore/raw1: {ratio(med['ucore'], med['raw1']):.2f}x")
+        if "huey" in med and "rawaio" in med:
+            ra = ratio(med["rawaio"], med["huey"])
+            print(
+                f"  ratio rawaio/huey: {ra:.2f}x (the floor of an asyncio queue on this schema: "
+                f"{'above' if ra >= TARGET_RATIO else 'BELOW'} the {TARGET_RATIO:g}x target)"
+            )
+        if "ucore" in med and "rawaio" in med:
+            print(f"  ratio ucore/rawaio: {ratio(med['ucore'], med['rawaio']):.2f}x")
     print(load_line())
     return 0
 

@@ -91,6 +91,8 @@ class Execution:
         self.final: TaskRecord | None = None
         self._handler_task: asyncio.Future[Any] | None = None
         self._latest: tuple[float | None, str | None] = (None, None)
+        #: the report last handed to the store
+        self._stored: tuple[float | None, str | None] = (None, None)
         self._last_write = float("-inf")
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task[None]] = set()
@@ -129,7 +131,7 @@ class Execution:
         if self.settled:
             return
         self._last_write = self.loop.time()
-        fraction, message = self._latest
+        fraction, message = self._stored = self._latest
         write = asyncio.ensure_future(
             self.system.store.set_progress(self.record.id, self.run_id, fraction, message)
         )
@@ -261,7 +263,8 @@ class Execution:
     ) -> None:
         if self.settled:
             return
-        if self._cancel_flush():
+        self._cancel_flush()
+        if self._latest != self._stored:
             # the last progress report was still waiting for its turn: store it first
             with contextlib.suppress(Exception):
                 await self.system.store.set_progress(self.record.id, self.run_id, *self._latest)

@@ -290,7 +290,7 @@ class Database:
         self.busy_timeout = busy_timeout
         self._writer: _Writer | None = None
         self._reader: _Worker | None = None
-        self._poll: sqlite3.Connection | None = None
+        self._open = False
         self._poll_fallback = -1
         #: data_version as last seen, and how often it changed other than by our own writes
         self._seen_version: int | None = None
@@ -315,12 +315,11 @@ class Database:
         self._reader.start()
         await self._ready(self._reader)
         try:
-            poll = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            poll.execute("PRAGMA busy_timeout = 50")
+            self.quick.connection()
         except sqlite3.Error as exc:
             await self.stop()
             raise translate(exc, self.path) from None
-        self._poll = poll
+        self._open = True
 
     async def _ready(self, worker: _Worker) -> None:
         try:
@@ -333,14 +332,16 @@ class Database:
             raise StoreError(f"cannot open database {self.path} ({exc.strerror or exc})") from None
 
     def data_version(self) -> int:
-        """``PRAGMA data_version`` read right here, on the caller's thread.
+        """``PRAGMA data_version`` of the quick writes' connection, read on the loop's thread.
 
-        It changes when another connection (this process's writer included) commits. It is
-        a read of the shared-memory WAL index, microseconds, no disk: cheap enough for the
-        event loop's once-a-second check, where a thread hop would cost three wake-ups.
+        It changes when another connection commits (this process's writer thread
+        included), never for that connection's own commits, so the quick writes need no
+        note. It is a read of the shared-memory WAL index, microseconds, no disk: cheap
+        enough for the event loop's once-a-second check, where a thread hop would cost three
+        wake-ups.
         """
-        conn = self._poll
-        if conn is None:
+        conn = self.quick.conn
+        if conn is None or not self._open:
             raise StoreError(f"database {self.path} is closed")
         try:
             return int(conn.execute("PRAGMA data_version").fetchone()[0])
@@ -350,10 +351,8 @@ class Database:
             return self._poll_fallback
 
     async def stop(self) -> None:
+        self._open = False
         await self.quick.close()  # commits the quick writes still gathering
-        if self._poll is not None:
-            self._poll.close()
-            self._poll = None
         for worker in (self._reader, self._writer):
             if worker is not None and worker.is_alive():
                 worker.jobs.put(None)
@@ -377,11 +376,11 @@ class Database:
     def foreign_changes(self) -> int:
         """A counter that moves when another process commits (read inline, microseconds).
 
-        ``PRAGMA data_version`` changes with every commit of another connection, our own
-        writer's included; after each of our writes the value is noted (:meth:`_own_write`)
-        so that our own commits do not look foreign. A foreign commit that lands in the
-        instant between our commit and that note is missed here, but a ucore process also
-        sends a wake-up datagram (:mod:`.wakeup`), which is not.
+        :meth:`data_version` does not move for the quick writes' own commits; after each
+        write of the writer thread the value is noted (:meth:`_own_write`) so that those
+        do not look foreign either. A foreign commit that lands in the instant between such
+        a write and its note is missed here, but a ucore process also sends a wake-up
+        datagram (:mod:`.wakeup`), which is not.
         """
         version = self.data_version()
         if version != self._seen_version:
@@ -391,7 +390,7 @@ class Database:
         return self._foreign
 
     def _own_write(self) -> None:
-        if self._poll is not None:
+        if self._open:
             with contextlib.suppress(StoreError):
                 self._seen_version = self.data_version()
 
@@ -403,7 +402,7 @@ class Database:
         event loop's thread (see :mod:`.quick`). ``fn`` may run twice (see
         :func:`~.quick.run_group`): it must change nothing but the database.
         """
-        if self._poll is None:
+        if not self._open:
             raise StoreError(f"database {self.path} is closed")
         return self.quick.submit(fn)
 
@@ -411,11 +410,12 @@ class Database:
         """The connection of the quick writes (opened on first use)."""
         return self.quick.connection()
 
-    def _after_quick_commit(self, conn: sqlite3.Connection, notify: bool) -> None:
-        self._own_write()
-        if notify:  # the writer thread's commits notify on their own
-            with contextlib.suppress(Exception):  # a wake-up is best effort
-                self._on_commit(conn)
+    def _after_quick_commit(self, conn: sqlite3.Connection, own: bool) -> None:
+        if not own:  # a group the writer thread committed (it woke the others itself)
+            self._own_write()
+            return
+        with contextlib.suppress(Exception):  # a wake-up is best effort
+            self._on_commit(conn)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` inside a write transaction (grouped with other writes)."""
