@@ -195,19 +195,13 @@ def child_fill(data: str, rows: str) -> dict[str, Any]:
     conn.execute("COMMIT")
     fill = time.perf_counter() - start
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    from ucore.stores.sqlite.maintenance import _PURGE, purge_pick
+
     plans = {
-        table: " | ".join(
-            r[-1]
-            for r in conn.execute(
-                f"EXPLAIN QUERY PLAN SELECT rowid FROM {table} WHERE {where} "
-                "ORDER BY rowid LIMIT 2000",
-                (now,),
-            )
+        _PURGE[kind][0]: " | ".join(
+            r[-1] for r in conn.execute(f"EXPLAIN QUERY PLAN {purge_pick(kind)}", (now, 2000))
         )
-        for table, where in (
-            ("task_runs", "finished_at IS NOT NULL AND finished_at < ?"),
-            ("tasks", f"state IN {FINISHED} AND finished_at < ?"),
-        )
+        for kind in ("history", "tasks")
     }
     conn.close()
     return {
@@ -524,7 +518,7 @@ def child_anatomy(data: str, batch_rows: str, autocheckpoint: str = "") -> dict[
     """ucore's purge SQL (its own statements, imported) replayed with plain sqlite3 on a copy,
     each statement kind timed: where the time of a batch goes. No submitter."""
     import ucore.maintenance.database_cleanup as cleanup_task
-    from ucore.stores.sqlite.maintenance import _PURGE, _SUMMARISE
+    from ucore.stores.sqlite.maintenance import _PURGE, _SUMMARISE, purge_pick
 
     limit = int(batch_rows) or cleanup_task.BATCH
     conn = sqlite3.connect(str(Path(data) / "ucore.db"), isolation_level=None)
@@ -539,8 +533,8 @@ def child_anatomy(data: str, batch_rows: str, autocheckpoint: str = "") -> dict[
     batches = {"history": 0, "tasks": 0}
     start = time.perf_counter()
     for kind in ("history", "tasks"):
-        table, where = _PURGE[kind]
-        pick = f"SELECT rowid FROM {table} WHERE {where} ORDER BY rowid LIMIT ?"
+        table, _ = _PURGE[kind]
+        pick = purge_pick(kind)
         while True:
             t = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
