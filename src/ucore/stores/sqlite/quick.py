@@ -38,14 +38,6 @@ T = TypeVar("T")
 
 #: How many times a group waits for the loop to run the callbacks that are ready.
 DEFERRALS = 2
-#: WAL pages after which a quick commit checkpoints (SQLite's default: 1,000). A checkpoint
-#: copies the pages written since the last one back into the database file and syncs both
-#: files; the task queue rewrites the same few dozen pages, so its cost hardly grows with
-#: the WAL. At 1,000 it came every ~100 task commits and was half of the commit time at
-#: ``synchronous=NORMAL`` (95 vs 46 us a commit in a bare loop); at 4,000 (a 16 MB WAL) the
-#: queue ran 10-20 % faster (docs/performance.md). The writer thread keeps its own, smaller
-#: AUTOCHECKPOINT_PAGES.
-AUTOCHECKPOINT_PAGES = 4000
 
 Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -108,7 +100,6 @@ class QuickWriter:
         if self.conn is None:
             conn = self._open_conn()
             conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
-            conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             self.conn = conn
         return self.conn
 
