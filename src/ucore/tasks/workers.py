@@ -1,10 +1,12 @@
 """The worker pool of a process: claims due tasks into free slots and keeps their leases.
 
-Wake-ups: a submit or cancel in this process wakes the claim loop at once (an asyncio event).
-Another process's commit is noticed through the store's change token (SQLite: ``PRAGMA
-data_version``), read once a second when idle and twice a second while tasks run — the only
-idle wake-up. Claiming happens only when something may have changed: a local wake, a new
-change token, a freed slot, or a delayed task coming due.
+Wake-ups: a submit or cancel in this process, and a handler that returns, wake the claim loop
+at once. Another process's commit arrives as a wake-up pushed by the store (SQLite: a
+datagram, see :mod:`ucore.stores.sqlite.wakeup`); the store's change token (SQLite:
+``PRAGMA data_version``) is read only then and on a fallback poll (every 5 s, or every 0.5-1 s
+where the store pushes nothing). A claim takes as many due tasks as there are free slots; a
+slot is free as soon as its handler returns, so the claim joins the transaction of the
+outcome being written (quick writes, :mod:`ucore.stores.sqlite.quick`).
 
 Housekeeping every few seconds: heartbeat, lease renewal of the running tasks, and (service
 role) recovery of tasks whose lease expired.
