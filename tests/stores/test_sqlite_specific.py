@@ -755,3 +755,23 @@ async def test_a_purge_batch_walks_the_table_in_rowid_order(db_path: Path, kind:
     details = " | ".join(str(row[-1]) for row in plan)
     assert details.startswith("SCAN"), details
     assert "TEMP B-TREE" not in details, details
+
+
+async def test_a_quick_write_that_cannot_reach_the_writer_fails_instead_of_hanging(
+    db_path: Path,
+) -> None:
+    await make_db(db_path, tasks=1)
+    store = SQLiteStore(db_path)
+    await store.open()
+    other = raw(db_path)
+    other.execute("BEGIN IMMEDIATE")  # the group must go to the writer thread...
+    writer, store.db._writer = store.db._writer, None  # ...which is gone
+    try:
+        with pytest.raises(StoreError, match="closed"):
+            await asyncio.wait_for(store.db.write_quick(journal_insert), 5)
+    finally:
+        store.db._writer = writer
+        other.execute("ROLLBACK")
+        other.close()
+        await store.close()
+    assert query(db_path, "SELECT count(*) FROM journal") == [(0,)]

@@ -183,7 +183,14 @@ class QuickWriter:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._writer_done, waiter, jobs, f)
 
-        self._to_writer(lambda conn: run_group(conn, fns)).add_done_callback(done)
+        try:
+            handed = self._to_writer(lambda conn: run_group(conn, fns))
+        except StoreError as exc:  # the writer thread is gone (closing)
+            self._on_writer.discard(waiter)
+            waiter.set_result(None)
+            self._deliver(jobs, [(False, exc)] * len(jobs))
+            return
+        handed.add_done_callback(done)
 
     def _writer_done(
         self, waiter: asyncio.Future[None], jobs: Jobs, f: concurrent.futures.Future[Any]
