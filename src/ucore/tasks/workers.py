@@ -170,7 +170,9 @@ class WorkerPool:
             else:
                 wanted = [None]
             low_running = sum(
-                1 for ex in self.running.values() if ex.record.priority <= Priority.LOW
+                1
+                for ex in self.running.values()
+                if ex.record.priority <= Priority.LOW and not ex.returned
             )
             low_free = self.low_slots - low_running
             limit = free if low_free <= 0 else min(free, low_free)
