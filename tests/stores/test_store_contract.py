@@ -15,6 +15,7 @@ import pytest
 
 from ucore.stores.base import Store
 from ucore.stores.records import (
+    ClaimRequest,
     NewTask,
     NodeRecord,
     Outcome,
@@ -307,6 +308,44 @@ async def test_claim_priority_then_fifo(store: Store) -> None:
         order.append(got.id)
     assert order == [high1, high2, norm1, norm2, low1, low2]
     assert await claim(store, now=20) is None
+
+
+def claim_request(now: float, limit: int, **kw: Any) -> ClaimRequest:
+    return ClaimRequest(
+        node_id=NODE,
+        host=HOST,
+        pid=PID,
+        now=t(now),
+        lease_until=t(now + LEASE),
+        limit=limit,
+        **kw,
+    )
+
+
+async def test_one_claim_takes_up_to_its_limit_in_claim_order(store: Store) -> None:
+    low = await insert(store, new("l", priority=Priority.LOW, at=1))
+    norm = await insert(store, new("n", priority=Priority.NORMAL, at=2))
+    high = await insert(store, new("h", priority=Priority.HIGH, at=3))
+    await insert(store, new("later", not_before=t(500)))
+    got = await store.claim_tasks(claim_request(10, 2))
+    assert [r.id for r in got.records] == [high, norm]
+    assert all(r.state is TaskState.RUNNING and r.run_id for r in got.records)
+    assert len({r.run_id for r in got.records}) == 2  # one history row each
+    rest = await store.claim_tasks(claim_request(11, 5))
+    assert [r.id for r in rest.records] == [low]
+    # fewer than asked for were due: it says when the next one is
+    assert same_time(rest.next_due, t(500))
+    low2 = await insert(store, new("l2", priority=Priority.LOW, at=4))
+    normal_only = claim_request(12, 2, min_priority=Priority.NORMAL)
+    assert (await store.claim_tasks(normal_only)).records == []  # LOW slots all busy
+    assert [r.id for r in (await store.claim_tasks(claim_request(13, 2))).records] == [low2]
+
+
+async def test_a_claim_with_no_known_names_takes_nothing(store: Store) -> None:
+    await insert(store, new("x"))
+    got = await store.claim_tasks(claim_request(1, 2, names=frozenset()))
+    assert got.records == []
+    assert (await store.claim_tasks(claim_request(2, 2, names=frozenset({"x"})))).records
 
 
 async def test_claim_marks_running_under_the_lease(store: Store) -> None:
