@@ -1,5 +1,10 @@
 """Where ucore's time goes in the throughput benchmark (a diagnostic, not a benchmark).
 
+Written for round 2 (docs/performance.md), when every write went through the writer
+thread. Since round 4 the task queue's writes are quick writes on the event loop's thread
+(``src/ucore/stores/sqlite/quick.py``): the writer-thread sections below then show only
+bulk writes. For the time per statement of today's hot path use ``profile_statements.py``.
+
 Runs the ucore side of ``bench_throughput.py`` (N no-op tasks submitted one per call, 2
 workers, one process) with instrumentation that lives only in this script (``src`` is not
 touched):

@@ -1,11 +1,15 @@
 """The SQLite store: tasks, run history and nodes on one database file.
 
-Cross-process wake-up: SQLite has no NOTIFY. After each commit the writer sends a one-byte
-datagram to every other node's abstract Unix socket (:mod:`ucore.stores.sqlite.wakeup`):
-a CLI's submit or cancel reaches a service in milliseconds, and an idle service need not
-poll. The fallback for writers that send nothing is :meth:`change_token`, ``PRAGMA
-data_version`` read inline on the event-loop thread through a poll connection (microseconds,
-no disk), with the process's own commits filtered out.
+Writes: the task queue's and the scheduler's small writes are quick writes, grouped and
+committed from the event loop (:mod:`ucore.stores.sqlite.quick`); bulk writes go to the
+writer thread (:mod:`ucore.stores.sqlite.db`).
+
+Cross-process wake-up: SQLite has no NOTIFY. After each commit a one-byte datagram goes to
+every other node's abstract Unix socket (:mod:`ucore.stores.sqlite.wakeup`): a CLI's submit
+or cancel reaches a service in milliseconds, and an idle service need not poll. The
+fallback for writers that send nothing is :meth:`change_token`, ``PRAGMA data_version``
+read inline on the event-loop thread on the quick writes' connection (microseconds, no disk;
+that connection's own commits never move it, the writer thread's are noted).
 """
 
 from __future__ import annotations
