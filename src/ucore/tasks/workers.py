@@ -73,8 +73,6 @@ class WorkerPool:
         #: the claim loop's wake-up: a flag and the future it waits on
         self._woken = False
         self._waiter: asyncio.Future[None] | None = None
-        #: executions whose handler returned and whose outcome is being written
-        self._recording = 0
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._exec_tasks: set[asyncio.Task[None]] = set()
@@ -153,7 +151,7 @@ class WorkerPool:
     def _free_slots(self) -> int:
         # a task whose handler has returned no longer holds its slot while its outcome is
         # written: the claim for the slot then joins the same transaction
-        return self.slots - len(self.running) + self._recording
+        return self.slots - sum(1 for ex in self.running.values() if not ex.returned)
 
     async def _fill_slots(self) -> None:
         sys = self.system
@@ -214,7 +212,6 @@ class WorkerPool:
 
     def _returned(self) -> None:
         """An execution's handler returned; its outcome is being written."""
-        self._recording += 1
         self.wake()
 
     async def _run(self, ex: Execution) -> None:
@@ -224,8 +221,6 @@ class WorkerPool:
             log.exception("task %s: recording its outcome failed", ex.record.id)
         finally:
             self.running.pop(ex.record.id, None)
-            if ex.returned:
-                self._recording -= 1
             ex.finished.set()
             self.wake()  # a slot is free
 
