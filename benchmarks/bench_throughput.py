@@ -272,6 +272,42 @@ def child_huey(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- raw sqlite3 ----------------------------------------------------------------------------
+#: who claims, in the raw sides' run rows
+_RAW_NODE = ("raw-node", socket.gethostname(), os.getpid())
+
+
+def _raw_insert(conn: sqlite3.Connection, now: float) -> int:
+    return int(
+        conn.execute(
+            "INSERT INTO tasks (name, params, priority, origin, state, max_attempts, "
+            "submitted_at) VALUES ('noop', '{}', 20, 'api', 'pending', 1, ?)",
+            (now,),
+        ).lastrowid
+        or 0
+    )
+
+
+def _raw_claim(conn: sqlite3.Connection, now: float) -> tuple[int, int] | None:
+    """Claim the next due task and open its run row: (task id, run id), or None."""
+    node, host, pid = _RAW_NODE
+    row = conn.execute(
+        "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, "
+        "node_id = ?, host = ?, pid = ?, lease_expires = ? "
+        "WHERE id = (SELECT id FROM tasks WHERE state = 'pending' AND "
+        "(not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT 1) "
+        "RETURNING id, attempts",
+        (now, node, host, pid, now + 30, now),
+    ).fetchone()
+    if row is None:
+        return None
+    run_id = conn.execute(
+        "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, "
+        "started_at) VALUES (?, 'noop', ?, ?, ?, ?, ?)",
+        (row[0], row[1], node, host, pid, now),
+    ).lastrowid
+    return int(row[0]), int(run_id or 0)
+
+
 def _raw_finish(conn: sqlite3.Connection, tid: int, run_id: int, started: float) -> None:
     result = json.dumps({"ok": True})
     end = time.time()
@@ -310,8 +346,6 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     counter = CommitCounter(conn)
     if args.count:
         conn.set_trace_callback(counter)
-    host, pid, node = socket.gethostname(), os.getpid(), "raw-node"
-    params = json.dumps({})
     cpu0 = time.process_time()
     t0 = time.perf_counter()
     one_tx = args.child == "raw1"
@@ -319,27 +353,13 @@ def child_raw(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(n):
         now = time.time()
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO tasks (name, params, priority, origin, state, max_attempts, "
-            "submitted_at) VALUES ('noop', ?, 1, 'api', 'pending', 1, ?)",
-            (params, now),
-        )
+        _raw_insert(conn, now)
         if not one_tx:
             conn.execute("COMMIT")
             conn.execute("BEGIN IMMEDIATE")
-        tid, attempt = conn.execute(
-            "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, "
-            "node_id = ?, host = ?, pid = ?, lease_expires = ? "
-            "WHERE id = (SELECT id FROM tasks WHERE state = 'pending' AND "
-            "(not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT 1) "
-            "RETURNING id, attempts",
-            (now, node, host, pid, now + 30, now),
-        ).fetchone()
-        run_id = conn.execute(
-            "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, "
-            "started_at) VALUES (?, 'noop', ?, ?, ?, ?, ?)",
-            (tid, attempt, node, host, pid, now),
-        ).lastrowid
+        claimed = _raw_claim(conn, now)
+        assert claimed is not None
+        tid, run_id = claimed
         if one_tx:
             # finish the task claimed in the previous transaction (as ucore's groups do)
             if previous is not None:
@@ -386,7 +406,6 @@ def child_rawaio(args: argparse.Namespace) -> dict[str, Any]:
     counter = CommitCounter(conn)
     if args.count:
         conn.set_trace_callback(counter)
-    host, pid, node = socket.gethostname(), os.getpid(), "raw-node"
 
     async def main() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -416,33 +435,10 @@ def child_rawaio(args: argparse.Namespace) -> dict[str, Any]:
             return fut
 
         def insert() -> int:
-            return int(
-                conn.execute(
-                    "INSERT INTO tasks (name, params, priority, origin, state, max_attempts, "
-                    "submitted_at) VALUES ('noop', '{}', 20, 'api', 'pending', 1, ?)",
-                    (time.time(),),
-                ).lastrowid
-                or 0
-            )
+            return _raw_insert(conn, time.time())
 
         def claim() -> tuple[int, int] | None:
-            now = time.time()
-            row = conn.execute(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, started_at = ?, "
-                "node_id = ?, host = ?, pid = ?, lease_expires = ? "
-                "WHERE id = (SELECT id FROM tasks WHERE state = 'pending' AND "
-                "(not_before IS NULL OR not_before <= ?) ORDER BY priority DESC, id LIMIT 1) "
-                "RETURNING id, attempts",
-                (now, node, host, pid, now + 30, now),
-            ).fetchone()
-            if row is None:
-                return None
-            run_id = conn.execute(
-                "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, "
-                "started_at) VALUES (?, 'noop', ?, ?, ?, ?, ?)",
-                (row[0], row[1], node, host, pid, now),
-            ).lastrowid
-            return int(row[0]), int(run_id or 0)
+            return _raw_claim(conn, time.time())
 
         async def noop() -> dict[str, bool]:
             return {"ok": True}
