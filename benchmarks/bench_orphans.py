@@ -226,10 +226,14 @@ def child_exists(db: str) -> dict[str, Any]:
         checked += 1
         if not exists(join(paths[dir_id], name if name[:1] != "/" else _from_db(name))):
             gone += 1
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return _checked(start, cpu, checked, gone)
+
+
+def _checked(start: float, cpu: float, checked: int, gone: int) -> dict[str, Any]:
+    """A per-record side's result: its wall and CPU seconds since ``start``/``cpu``."""
     return {
-        "seconds": seconds,
-        "cpu": cpu,
+        "seconds": time.perf_counter() - start,
+        "cpu": time.process_time() - cpu,
         "checked": checked,
         "gone": gone,
         "maxrss_mib": maxrss_mib(),
@@ -255,14 +259,7 @@ def child_floor(db: str) -> dict[str, Any]:
         checked += 1
         if (name if name[:1] != "/" else _from_db(name)) not in names:
             gone += 1
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {
-        "seconds": seconds,
-        "cpu": cpu,
-        "checked": checked,
-        "gone": gone,
-        "maxrss_mib": maxrss_mib(),
-    }
+    return _checked(start, cpu, checked, gone)
 
 
 def child_find(tree: str, memory: str = "") -> dict[str, Any]:
