@@ -775,3 +775,49 @@ async def test_a_quick_write_that_cannot_reach_the_writer_fails_instead_of_hangi
         other.close()
         await store.close()
     assert query(db_path, "SELECT count(*) FROM journal") == [(0,)]
+
+
+async def test_active_tasks_are_found_through_their_index_beside_a_long_history(
+    db_path: Path,
+) -> None:
+    """The claim, the list of active tasks and the lease recovery read the partial index of
+    the active tasks (migration 7), never the whole history, whatever the statistics say."""
+    await make_db(db_path)
+    conn = raw(db_path)
+    conn.executemany(
+        "INSERT INTO tasks (name, params, priority, origin, state, max_attempts, submitted_at, "
+        "finished_at) VALUES (?, '{}', 20, 'api', ?, 1, 1.0, ?)",
+        [("a", "completed", 2.0)] * 20_000
+        + [("a", "pending", None)] * 3
+        + [("b", "running", None)] * 2,
+    )
+    conn.execute("ANALYZE")
+    conn.close()
+    store = SQLiteStore(db_path)
+    await store.open()
+    seen: list[str] = []
+    conns = [store.db.quick_connection(), store.db._reader.conn, store.db._writer.conn]  # type: ignore[union-attr]
+    for c in conns:
+        c.set_trace_callback(seen.append)
+    try:
+        active = await store.list_tasks(TaskFilter(states=("pending", "running"), limit=10))
+        assert len(active) == 5
+        await store.recover_expired(NOW, 3)
+        got = await store.claim_task(
+            node_id="n", host="h", pid=1, now=NOW, lease_until=NOW, names=frozenset({"a"})
+        )
+        assert got is not None and got.name == "a"
+    finally:
+        for c in conns:
+            c.set_trace_callback(None)
+        await store.close()
+    wanted = ("state = 'pending' OR", "lease_expires <", "INSERT INTO task_runs")
+    statements = [s for s in seen if any(w in s for w in wanted)]
+    assert len(statements) == 3, statements
+    for sql in statements:
+        plan = " | ".join(str(r[-1]) for r in query(db_path, f"EXPLAIN QUERY PLAN {sql}"))
+        assert "USING INDEX tasks_active" in plan or "COVERING INDEX tasks_active" in plan, (
+            sql,
+            plan,
+        )
+        assert "SCAN tasks" not in plan, (sql, plan)

@@ -8,6 +8,7 @@ are passed in by the caller (a store never reads a clock), so the suite uses a f
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -675,6 +676,55 @@ async def test_finish_run_interrupted_requeues(store: Store) -> None:
     assert again.attempts == 2
     assert again.progress is None
     assert again.progress_message is None
+
+
+@pytest.mark.parametrize(
+    "case", ["completed", "failed, retried later", "retry cancelled", "interrupted", "timed out"]
+)
+async def test_finish_run_from_the_claimed_record_answers_what_the_row_says(
+    store: Store, case: str
+) -> None:
+    """Given the claimed record, a store may build its answer instead of reading the row:
+    the answer must be the record a read returns, whatever happened while the task ran."""
+    answers = []
+    for claimed in (False, True):
+        task_id = await insert(store, new("x", params={"n": [1, 2]}, max_attempts=2))
+        task = await claim_one(store, now=10, task_id=task_id)
+        await store.set_progress(task.id, task.run_id or 0, 0.25, "a quarter")
+        kw: dict[str, Any] = {"claimed": task} if claimed else {}
+        if case == "completed":
+            kw.update(result={"files": (3, 4)}, outcome=Outcome.COMPLETED)
+            kw.update(next_state=TaskState.COMPLETED)
+        elif case in ("failed, retried later", "retry cancelled"):
+            if case == "retry cancelled":
+                assert await store.request_cancel(task_id, t(11)) is not None
+            kw.update(outcome=Outcome.FAILED, next_state=TaskState.PENDING, not_before=t(70))
+            kw.update(error="E: no", traceback="tb", add_failure=True)
+        elif case == "interrupted":
+            kw.update(outcome=Outcome.INTERRUPTED, next_state=TaskState.PENDING)
+            kw.update(error="interrupted: shutdown", add_interruption=True)
+        else:
+            kw.update(outcome=Outcome.TIMED_OUT, next_state=TaskState.TIMED_OUT)
+            kw.update(error="timed out after 1 s", add_failure=True)
+        answer = await store.finish_run(task.id, task.run_id or 0, now=t(12.5), **kw)
+        assert answer is not None
+        assert answer == await must_get(store, task_id)
+        answers.append(answer)
+    plain, built = answers
+    assert dataclasses.replace(built, id=plain.id) == plain
+    # a claimed record of another attempt is not used
+    task_id = await insert(store, new("y"))
+    task = await claim_one(store, now=20, task_id=task_id)
+    other = task.changed(run_id=(task.run_id or 0) + 1)
+    answer = await store.finish_run(
+        task_id,
+        task.run_id or 0,
+        outcome=Outcome.COMPLETED,
+        now=t(21),
+        next_state=TaskState.COMPLETED,
+        claimed=other,
+    )
+    assert answer == await must_get(store, task_id)
 
 
 async def test_finish_run_with_a_stale_run_id_changes_nothing(store: Store) -> None:

@@ -174,11 +174,15 @@ class Store(ABC):
         traceback: str | None = None,
         add_failure: bool = False,
         add_interruption: bool = False,
+        claimed: TaskRecord | None = None,
     ) -> TaskRecord | None:
         """Close the attempt ``run_id`` and move the task to ``next_state``.
 
         Returns the task as it is now. Applies only while the task is still running under
         that attempt (None otherwise, e.g. when its lease expired and another node took it).
+        ``claimed``: the record of this attempt as its claim returned it; the store may then
+        build the answer from it and the few columns that change while a task runs instead
+        of reading the whole row back (the same record either way).
         """
 
     @abstractmethod

@@ -280,6 +280,7 @@ class Execution:
             error=error,
             traceback=trace,
             add_failure=add_failure,
+            claimed=rec,
         )
         final = ok
         self._settle(final)
@@ -304,6 +305,7 @@ class Execution:
             now=self.system.clock.now(),
             next_state=TaskState.PENDING,
             error=f"interrupted: {why}",
+            claimed=self.record,
         )
         self._settle(ok)
         if ok is not None:

@@ -190,7 +190,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         where: list[str] = []
         args: list[Any] = []
         if flt.states:
-            where.append(f"state IN ({','.join('?' * len(flt.states))})")
+            # "state = ? OR ...", not "state IN (...)": only that form lets the planner use
+            # the partial index of the active tasks (tasks_active) for pending and running
+            where.append("(" + " OR ".join(["state = ?"] * len(flt.states)) + ")")
             args.extend(flt.states)
         if flt.name:
             where.append("name = ?")
@@ -224,14 +226,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
         def op(c: sqlite3.Connection) -> Claimed:
             records = []
-            for tid, name, attempts in c.execute(pick, args).fetchall():
-                attempt = attempts + 1
-                run = c.execute(
-                    "INSERT INTO task_runs "
-                    "(task_id, task_name, attempt, node_id, host, pid, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (tid, name, attempt, *who, now_ts),
-                ).lastrowid
+            # the pick and the attempts' history rows in one statement
+            runs = c.execute(pick, (*who, now_ts, *args)).fetchall()
+            for run, tid, attempt in runs:
                 got = c.execute(
                     "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
                     "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
@@ -239,8 +236,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                     f"run_id = ? WHERE id = ? AND state = 'pending' RETURNING {_TASK_COLUMNS}",
                     (attempt, now_ts, *who, until_ts, run, tid),
                 ).fetchone()
-                if got:
-                    records.append(task_from_row(got))
+                records.append(task_from_row(got))
+            if len(records) > 1:  # RETURNING gives no order: the pick's
+                records.sort(key=_claim_order)
             if len(records) >= req.limit:
                 return Claimed(records)
             row = c.execute(
@@ -291,9 +289,12 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         traceback: str | None = None,
         add_failure: bool = False,
         add_interruption: bool = False,
+        claimed: TaskRecord | None = None,
     ) -> TaskRecord | None:
         now_ts = to_ts(now)
         result_json = None if result is None else dumps(result)
+        if claimed is not None and (claimed.id != task_id or claimed.run_id != run_id):
+            claimed = None
 
         def op(c: sqlite3.Connection) -> TaskRecord | None:
             row = _finish(
@@ -309,8 +310,13 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 traceback=traceback,
                 add_failure=add_failure,
                 add_interruption=add_interruption,
+                short=claimed is not None,
             )
-            return None if row is None else task_from_row(row)
+            if row is None:
+                return None
+            if claimed is None:
+                return task_from_row(row)
+            return _finished_from(claimed, row, result_json)
 
         return await self.db.write_quick(op)
 
@@ -597,20 +603,27 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
 @functools.lru_cache(maxsize=64)
 def _claim_sql(by_id: bool, names: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
-    """The claim's pick query and its name arguments (the same for every claim of a pool)."""
+    """The claim's pick, which also writes the history row of each attempt it picks (params:
+    node id, host, pid, now, then now, min priority, [id,] names, limit; rows: run id, task
+    id, attempt), and its name arguments (the same for every claim of a pool)."""
     cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
     if by_id:
         cond.append("id = ?")
     ordered = tuple(sorted(names)) if names is not None else ()
     if names is not None:
-        # "+name": never pick the name index for this query; the partial tasks_claim
-        # index (pending only) must drive it, or a claim reads the whole history
+        # "+name": never pick the name index for this query; the partial tasks_active
+        # index (pending and running only) must drive it, or a claim reads the whole history
         cond.append(f"+name IN ({','.join('?' * len(ordered))})")
     sql = (
-        f"SELECT id, name, attempts FROM tasks WHERE {' AND '.join(cond)} "
-        "ORDER BY priority DESC, id LIMIT ?"
+        "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, started_at) "
+        f"SELECT id, name, attempts + 1, ?, ?, ?, ? FROM tasks WHERE {' AND '.join(cond)} "
+        "ORDER BY priority DESC, id LIMIT ? RETURNING id, task_id, attempt"
     )
     return sql, ordered
+
+
+def _claim_order(record: TaskRecord) -> tuple[int, int]:
+    return (-int(record.priority), record.id)
 
 
 def _active_with_key(c: sqlite3.Connection, key: str) -> int | None:
@@ -686,9 +699,10 @@ def _finish(
     traceback: str | None,
     add_failure: bool,
     add_interruption: bool,
+    short: bool = False,
 ) -> tuple[Any, ...] | None:
     """Close the attempt and move the task on: its row as it is now (None: not running
-    under that attempt any more)."""
+    under that attempt any more); ``short``: only :data:`_FINISH_SHORT`'s columns."""
     task_error = error
     if next_state == "pending":
         # a user's cancel wins over a retry or a re-queue after an interruption
@@ -705,7 +719,8 @@ def _finish(
         "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
         "progress = CASE WHEN ? = 'pending' THEN NULL ELSE progress END, "
         "progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE progress_message END "
-        f"WHERE id = ? AND run_id = ? AND state = 'running' RETURNING {_TASK_COLUMNS}",
+        "WHERE id = ? AND run_id = ? AND state = 'running' "
+        f"RETURNING {_FINISH_SHORT if short else _TASK_COLUMNS}",
         (
             next_state,
             now_ts if finished else None,
@@ -730,6 +745,37 @@ def _finish(
         (now_ts, outcome, result_json, error, now_ts, now_ts, run_id),
     )
     return row
+
+
+#: What a finish returns when the caller has the claimed record: the columns it sets and
+#: those another writer may change while the task runs (a promote: priority; progress).
+_FINISH_SHORT = (
+    "state, finished_at, not_before, error, traceback, failures, interruptions, priority, "
+    "progress, progress_message"
+)
+
+
+def _finished_from(
+    claimed: TaskRecord, row: tuple[Any, ...], result_json: str | None
+) -> TaskRecord:
+    """The finished task's record: the claimed one with :data:`_FINISH_SHORT`'s columns, no
+    lease, no attempt (a finish clears them) and the result as stored."""
+    return claimed.changed(
+        state=_STATES[row[0]],
+        finished_at=from_ts(row[1]),
+        not_before=from_ts(row[2]),
+        error=row[3],
+        traceback=row[4],
+        failures=row[5],
+        interruptions=row[6],
+        priority=_PRIORITIES.get(row[7]) or Priority(row[7]),
+        progress=row[8],
+        progress_message=row[9],
+        result=None if result_json is None else json.loads(result_json),
+        lease_expires=None,
+        cancel_requested=False,
+        run_id=None,
+    )
 
 
 def _interrupt(
