@@ -114,3 +114,9 @@ def aligned_delay(period: float) -> float:
     """
     now = asyncio.get_running_loop().time()
     return period - (now % period)
+
+
+def aligned_deadline(loop: asyncio.AbstractEventLoop, period: float) -> float:
+    """The next multiple of ``period`` on ``loop``'s clock (:func:`aligned_delay`'s instant):
+    the same value for every call within one period, so a timer armed for it can be kept."""
+    return (loop.time() // period + 1.0) * period

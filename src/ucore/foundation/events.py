@@ -32,6 +32,8 @@ class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[tuple[str | None, Subscriber]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: kind -> whether a subscriber takes it (cleared when the subscribers change)
+        self._wanted: dict[str, bool] = {}
 
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """The loop that subscribers run on (threads publish into it)."""
@@ -44,12 +46,24 @@ class EventBus:
         """
         entry = (prefix, callback)
         self._subscribers.append(entry)
+        self._wanted.clear()
 
         def unsubscribe() -> None:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+                self._wanted.clear()
 
         return unsubscribe
+
+    def wants(self, kind: str) -> bool:
+        """Whether an event of ``kind`` would reach a subscriber now (a publisher whose event
+        is costly to build may skip it when not)."""
+        wanted = self._wanted.get(kind)
+        if wanted is None:
+            wanted = self._wanted[kind] = any(
+                prefix is None or kind.startswith(prefix) for prefix, _ in self._subscribers
+            )
+        return wanted
 
     def publish(self, event: Event) -> None:
         for prefix, callback in list(self._subscribers):

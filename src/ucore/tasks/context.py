@@ -41,11 +41,18 @@ class TaskContext:
         self.origin = origin
         #: The process's shared context: config, clock, systems (``app.system("store")``).
         self.app = app
-        self.log = logging.getLogger(f"ucore.task.{name}")
+        self._log: logging.Logger | None = None
         self._loop = loop
         self._on_progress = on_progress
         self._stop = threading.Event()
         self._reason: str | None = None
+
+    @property
+    def log(self) -> logging.Logger:
+        """The handler's logger, ``ucore.task.<name>``."""
+        if self._log is None:
+            self._log = logging.getLogger(f"ucore.task.{self.name}")
+        return self._log
 
     # -- progress -----------------------------------------------------------------------
     def progress(self, done: float, total: float | None = None, message: str | None = None) -> None:

@@ -58,6 +58,36 @@ def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
+
+
+async def _ended(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], seconds: float | None
+) -> bool:
+    """Wait until ``task`` ends (True) or ``seconds`` pass (False); never cancels it.
+
+    ``asyncio.wait({task}, timeout=seconds)`` for one task, without its sets and checks (twice
+    per task on the queue's hot path).
+    """
+    if task.done():
+        return True
+    waiter: asyncio.Future[bool] = loop.create_future()
+
+    def on_done(_: asyncio.Future[Any]) -> None:
+        _settle(waiter, True)
+
+    task.add_done_callback(on_done)
+    timer = None if seconds is None else loop.call_later(seconds, _settle, waiter, False)
+    try:
+        return await waiter
+    finally:
+        if timer is not None:
+            timer.cancel()
+        task.remove_done_callback(on_done)
+
+
 class Execution:
     def __init__(
         self,
@@ -111,9 +141,11 @@ class Execution:
         if self.settled:
             return
         self._latest = (fraction, message)
-        self.system.ctx.events.publish_threadsafe(
-            task_event("task.progress", self.record, fraction=fraction, message=message)
-        )
+        events = self.system.ctx.events
+        if events.wants("task.progress"):
+            events.publish_threadsafe(
+                task_event("task.progress", self.record, fraction=fraction, message=message)
+            )
         try:
             self.loop.call_soon_threadsafe(self._schedule_flush)
         except RuntimeError:  # loop closed
@@ -147,7 +179,8 @@ class Execution:
     async def run(self) -> None:
         rec = self.record
         events = self.system.ctx.events
-        events.publish(task_event("task.started", rec))
+        if events.wants("task.started"):
+            events.publish(task_event("task.started", rec))
         log.info("task %s %s started (attempt %s)", rec.id, rec.name, rec.attempts)
         outcome = Outcome.COMPLETED
         state = TaskState.COMPLETED
@@ -213,10 +246,9 @@ class Execution:
         task.add_done_callback(_mark_retrieved)
         if self.ctx.stop_requested:  # asked before it started
             self.stop(self.ctx.stop_reason or "cancel")
-        done, _ = await asyncio.wait({task}, timeout=self.reg.timeout)
-        if not done:
+        if not await _ended(self.loop, task, self.reg.timeout):
             self.stop("timeout")
-            await asyncio.wait({task}, timeout=STOP_GRACE_SECONDS)
+            await _ended(self.loop, task, STOP_GRACE_SECONDS)
             if not task.done():
                 log.warning("task %s ignored its timeout; abandoned", self.record.id)
             raise TaskCancelled("timeout")
@@ -288,10 +320,9 @@ class Execution:
         log.log(
             level, "task %s %s %s%s", rec.id, rec.name, outcome.value, f": {error}" if error else ""
         )
-        if final is not None:
-            self.system.ctx.events.publish(
-                task_event("task.finished", final, outcome=outcome.value)
-            )
+        events = self.system.ctx.events
+        if final is not None and events.wants("task.finished"):
+            events.publish(task_event("task.finished", final, outcome=outcome.value))
 
     async def interrupt(self, why: str) -> None:
         """Record this attempt interrupted and re-queue the task (shutdown after the grace)."""

@@ -201,7 +201,9 @@ class TaskSystem(BaseSystem):
             log.debug("task %s %s submitted (%s)", task_id, name, prio.label)
             # Published before any further await: a worker (of this process or another) may
             # claim the task at once, and "submitted" must reach subscribers before "started".
-            self.ctx.events.publish(task_event("task.submitted", _pending_record(task_id, new)))
+            events = self.ctx.events
+            if events.wants("task.submitted"):
+                events.publish(task_event("task.submitted", _pending_record(task_id, new)))
             if self.pool is not None:
                 self.pool.wake()
         return task_id, created

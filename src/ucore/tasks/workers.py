@@ -21,7 +21,7 @@ import sys
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from ucore.foundation.clock import aligned_delay
+from ucore.foundation.clock import aligned_deadline, aligned_delay
 from ucore.foundation.events import Event
 from ucore.stores.records import Claimed, ClaimRequest, Priority, TaskRecord
 from ucore.tasks.execution import Execution
@@ -48,11 +48,6 @@ CLAIM_LOOP_EXIT_SECONDS = 5.0
 SWITCH_INTERVAL_SECONDS = 0.001
 
 
-def _settle(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
 class WorkerPool:
     def __init__(
         self,
@@ -73,6 +68,8 @@ class WorkerPool:
         #: the claim loop's wake-up: a flag and the future it waits on
         self._woken = False
         self._waiter: asyncio.Future[None] | None = None
+        #: the claim loop's timer; kept while its deadline stays (most waits end by a wake)
+        self._timer: asyncio.TimerHandle | None = None
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._exec_tasks: set[asyncio.Task[None]] = set()
@@ -116,6 +113,9 @@ class WorkerPool:
     async def stop(self, grace: float) -> None:
         """Stop claiming, ask running tasks to stop, wait ``grace`` s, interrupt the rest."""
         self._stopping = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         claim_loop, *others = self._tasks
         for task in others:
             task.cancel()
@@ -224,19 +224,27 @@ class WorkerPool:
             ex.finished.set()
             self.wake()  # a slot is free
 
-    async def _wait_for_wake(self, seconds: float) -> bool:
-        """Until :meth:`wake` or for ``seconds``: whether it was woken."""
+    async def _wait_for_wake(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
+        """Until :meth:`wake` or ``deadline`` (loop time): whether it was woken."""
         if not self._woken:
-            loop = asyncio.get_running_loop()
+            timer = self._timer
+            if timer is None or timer.when() != deadline:
+                if timer is not None:
+                    timer.cancel()
+                self._timer = loop.call_at(deadline, self._on_timer)
             waiter = self._waiter = loop.create_future()
-            timer = loop.call_later(seconds, _settle, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 self._waiter = None
         woken, self._woken = self._woken, False
         return woken
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def _claim_loop(self) -> None:
         store = self.system.store
@@ -250,10 +258,11 @@ class WorkerPool:
                     poll = PUSHED_POLL_SECONDS
                 else:
                     poll = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS
-                timeout = aligned_delay(poll)  # with housekeeping's and the config watch's
+                # with housekeeping's and the config watch's timers (one wake-up for all)
+                deadline = aligned_deadline(loop, poll)
                 if self._due_at is not None:
-                    timeout = max(0.0, min(timeout, self._due_at - loop.time()))
-                need_claim = await self._wait_for_wake(timeout)
+                    deadline = min(deadline, self._due_at)
+                need_claim = await self._wait_for_wake(loop, deadline)
                 pushed, self._pushed = self._pushed, False
                 # Another process's commit shows in the change token. With wake-ups pushed
                 # by the store, it is read only when one came or on the fallback poll; a
