@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from ucore.foundation.context import Context
 
 T = TypeVar("T")
+#: guards the stop flag against a waiter's first wait (one lock for all: held for an instant)
+_STOP_LOCK = threading.Lock()
 ProgressSink = Callable[[float | None, str | None], None]
 
 
@@ -44,7 +46,9 @@ class TaskContext:
         self._log: logging.Logger | None = None
         self._loop = loop
         self._on_progress = on_progress
-        self._stop = threading.Event()
+        self._stopped = False
+        #: made when a sync handler first waits (most tasks never do)
+        self._stop_event: threading.Event | None = None
         self._reason: str | None = None
 
     @property
@@ -72,7 +76,7 @@ class TaskContext:
     # -- cancellation -------------------------------------------------------------------
     @property
     def stop_requested(self) -> bool:
-        return self._stop.is_set()
+        return self._stopped
 
     @property
     def stop_reason(self) -> str | None:
@@ -80,18 +84,29 @@ class TaskContext:
         return self._reason
 
     def request_stop(self, reason: str) -> None:
-        if not self._stop.is_set():
+        with _STOP_LOCK:
+            if self._stopped:
+                return
             self._reason = reason
-            self._stop.set()
+            self._stopped = True
+            event = self._stop_event
+        if event is not None:
+            event.set()
 
     def check_cancelled(self) -> None:
         """Raise :class:`TaskCancelled` when a stop was asked; call it often (< 1 s apart)."""
-        if self._stop.is_set():
+        if self._stopped:
             raise TaskCancelled(self._reason or "cancel")
 
     def wait(self, seconds: float) -> None:
         """Sleep in a sync handler, waking at once (with TaskCancelled) on a stop request."""
-        if self._stop.wait(max(0.0, seconds)):
+        with _STOP_LOCK:
+            event = self._stop_event
+            if event is None:
+                event = self._stop_event = threading.Event()
+            if self._stopped:
+                event.set()
+        if event.wait(max(0.0, seconds)):
             raise TaskCancelled(self._reason or "cancel")
 
     async def sleep(self, seconds: float) -> None:

@@ -33,11 +33,15 @@ log = logging.getLogger("ucore.tasks")
 STOP_GRACE_SECONDS = 1.0
 
 
+#: checks that a result is JSON data (one encoder: ``json.dumps`` builds one per call)
+_CHECK = json.JSONEncoder(ensure_ascii=False)
+
+
 def to_json(value: Any) -> Any:
     """A handler's result as JSON data (pydantic models dumped); raises TypeError otherwise."""
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    json.dumps(value)
+    _CHECK.encode(value)
     return value
 
 

@@ -222,7 +222,10 @@ class WorkerPool:
         finally:
             self.running.pop(ex.record.id, None)
             ex.finished.set()
-            self.wake()  # a slot is free
+            # a slot is free; when the handler returned it was woken then, except that in
+            # runner mode a task is wanted again only once it has left ``running``
+            if not ex.returned or self.only_ids is not None:
+                self.wake()
 
     async def _wait_for_wake(self, loop: asyncio.AbstractEventLoop, deadline: float) -> bool:
         """Until :meth:`wake` or ``deadline`` (loop time): whether it was woken."""

@@ -47,6 +47,7 @@ from ucore.stores.records import (
     from_ts,
     to_ts,
 )
+from ucore.stores.sqlite.codec import dumps
 from ucore.stores.sqlite.db import Database
 
 #: Ids per ``IN (…)`` list (far below SQLite's limit of bound parameters).
@@ -64,10 +65,6 @@ _FILE_COLUMNS = (
     "f.thumb_mtime_ns, f.missing_since, f.indexed_at"
 )
 _IMAGE = "image"
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 _FIRST = itemgetter(0)
@@ -148,7 +145,7 @@ class LibrarySQL:
                 f"added_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {_ROOT_COLUMNS}",
                 (
                     abs_to_db(root.path),
-                    _dumps(list(root.ignore)),
+                    dumps(list(root.ignore)),
                     root.device,
                     root.inode,
                     root.marker,
@@ -501,7 +498,7 @@ class LibrarySQL:
                         to_ts(entry.at),
                         entry.kind,
                         entry.message,
-                        _dumps(entry.data),
+                        dumps(entry.data),
                         entry.task_id,
                     ),
                 ).lastrowid

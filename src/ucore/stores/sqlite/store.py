@@ -41,6 +41,7 @@ from ucore.stores.records import (
     from_ts,
     to_ts,
 )
+from ucore.stores.sqlite.codec import dumps
 from ucore.stores.sqlite.db import Database
 from ucore.stores.sqlite.library import LibrarySQL
 from ucore.stores.sqlite.maintenance import MaintenanceSQL
@@ -57,10 +58,6 @@ _RUN_COLUMNS = (
     "id, task_id, task_name, attempt, node_id, host, pid, started_at, finished_at, duration, "
     "outcome, result_summary, error"
 )
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def _loads(text: str | None) -> Any:
