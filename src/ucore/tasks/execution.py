@@ -245,18 +245,24 @@ class Execution:
         else:
             self._handler_task = self._start_thread()
         task = self._handler_task
-        # a handler abandoned (timeout, shutdown) may end later with an exception nobody
-        # reads: mark it read, or asyncio logs "exception was never retrieved" at collection
-        task.add_done_callback(_mark_retrieved)
         if self.ctx.stop_requested:  # asked before it started
             self.stop(self.ctx.stop_reason or "cancel")
-        if not await _ended(self.loop, task, self.reg.timeout):
+        try:
+            if await _ended(self.loop, task, self.reg.timeout):
+                return task.result()
             self.stop("timeout")
             await _ended(self.loop, task, STOP_GRACE_SECONDS)
             if not task.done():
                 log.warning("task %s ignored its timeout; abandoned", self.record.id)
             raise TaskCancelled("timeout")
-        return task.result()
+        finally:
+            # a handler abandoned (timeout, shutdown) may end later with an exception nobody
+            # reads: mark it read, or asyncio logs "exception was never retrieved" at
+            # collection (an ended one's result was read above)
+            if not task.done():
+                task.add_done_callback(_mark_retrieved)
+            else:
+                _mark_retrieved(task)
 
     def _start_thread(self) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = self.loop.create_future()

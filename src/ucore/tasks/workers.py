@@ -146,6 +146,7 @@ class WorkerPool:
         for task in list(self._exec_tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self._exec_tasks.clear()  # those cancelled before their first step left no trace
 
     # -- claiming -----------------------------------------------------------------------
     def _free_slots(self) -> int:
@@ -206,9 +207,7 @@ class WorkerPool:
         reg = self.system.handlers.get(record.name)
         ex = Execution(self.system, record, reg, on_returned=self._returned)
         self.running[record.id] = ex
-        task = asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}")
-        self._exec_tasks.add(task)
-        task.add_done_callback(self._exec_tasks.discard)
+        self._exec_tasks.add(asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}"))
 
     def _returned(self) -> None:
         """An execution's handler returned; its outcome is being written."""
@@ -220,6 +219,7 @@ class WorkerPool:
         except Exception:
             log.exception("task %s: recording its outcome failed", ex.record.id)
         finally:
+            self._exec_tasks.discard(asyncio.current_task())
             self.running.pop(ex.record.id, None)
             ex.finished.set()
             # a slot is free; when the handler returned it was woken then, except that in
