@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -107,3 +109,39 @@ async def test_cancel_unknown_id(make_app: Any) -> None:
         await app.tasks.cancel(12345)
     with pytest.raises(TaskNotFoundError):
         await app.tasks.get(12345)
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+async def test_a_stop_before_the_handler_started_ends_the_attempt_without_running_it(
+    make_app: Any, kind: str
+) -> None:
+    """A stop that reaches an execution before its handler's first step (here: from the
+    "started" event) cancels the attempt; nothing hangs and no coroutine is left unawaited."""
+    app = await make_app("client", workers=1)
+    ran: list[int] = []
+
+    async def victim_async(ctx: TaskContext) -> None:
+        ran.append(ctx.task_id)
+
+    def victim_sync(ctx: TaskContext) -> None:
+        ctx.check_cancelled()
+        ran.append(ctx.task_id)
+
+    app.tasks.register("victim", victim_async if kind == "async" else victim_sync)
+
+    def on_started(event: Any) -> None:
+        pool = app.tasks.pool
+        assert pool is not None
+        pool.stop_task(event.data["task_id"], "cancel")
+
+    app.ctx.events.subscribe(on_started, "task.started")
+    await app.tasks.start_workers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        task_id = await app.tasks.submit("victim")
+        record = await finished(app, task_id)
+        gc.collect()
+    assert record.state is TaskState.CANCELLED
+    assert record.error == "cancelled by user"
+    assert ran == []
+    assert await outcomes(app, task_id) == ["cancelled"]

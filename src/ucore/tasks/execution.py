@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
 import traceback as tb
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +58,36 @@ def task_event(kind: str, record: TaskRecord, **extra: Any) -> Event:
     return Event(kind, data)
 
 
-def _mark_retrieved(fut: asyncio.Future[Any]) -> None:
-    if not fut.cancelled():
-        fut.exception()
+#: what a handler's ``ended`` future holds when its timeout came first
+_TIMED_OUT = object()
 
 
-def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+def _settle(waiter: asyncio.Future[Any], value: Any) -> None:
     if not waiter.done():
         waiter.set_result(value)
+
+
+def _never_started(
+    coro: Coroutine[Any, Any, Any], ended: asyncio.Future[Any], _: asyncio.Future[Any]
+) -> None:
+    """A handler's task cancelled before its first step never ran :func:`_guarded`: its
+    end is that cancellation (and the handler's coroutine is closed, never awaited)."""
+    if not ended.done():
+        coro.close()
+        ended.set_result((False, asyncio.CancelledError()))
+
+
+async def _guarded(coro: Coroutine[Any, Any, Any], ended: asyncio.Future[Any]) -> None:
+    """An async handler's task: runs it and settles ``ended`` with its outcome.
+
+    The task itself ends without an exception (a stop's cancellation included), so a
+    handler abandoned after its timeout leaves nothing unretrieved behind.
+    """
+    try:
+        outcome: tuple[bool, Any] = (True, await coro)
+    except (Exception, asyncio.CancelledError) as exc:
+        outcome = (False, exc)
+    _settle(ended, outcome)
 
 
 async def _ended(
@@ -240,49 +263,56 @@ class Execution:
         return Outcome.CANCELLED, TaskState.CANCELLED, "cancelled by user"
 
     async def _call(self) -> Any:
+        """Run the handler; its result, or its exception raised here."""
+        loop = self.loop
+        #: the handler's end, (True, result) or (False, exception); or _TIMED_OUT
+        ended: asyncio.Future[Any] = loop.create_future()
         if self.reg.is_async:
-            self._handler_task = asyncio.ensure_future(self.reg.fn(self.ctx))
+            # the handler's own task settles ``ended`` as it ends: one hop back to this
+            # execution, where waiting on the task would take two (its done callbacks)
+            coro = self.reg.fn(self.ctx)
+            started = asyncio.ensure_future(_guarded(coro, ended))
+            started.add_done_callback(functools.partial(_never_started, coro, ended))
+            self._handler_task = started
         else:
-            self._handler_task = self._start_thread()
-        task = self._handler_task
+            self._handler_task = self._start_thread(ended)
         if self.ctx.stop_requested:  # asked before it started
             self.stop(self.ctx.stop_reason or "cancel")
+        timeout = self.reg.timeout
+        timer = None if timeout is None else loop.call_later(timeout, _settle, ended, _TIMED_OUT)
         try:
-            if await _ended(self.loop, task, self.reg.timeout):
-                return task.result()
-            self.stop("timeout")
-            await _ended(self.loop, task, STOP_GRACE_SECONDS)
-            if not task.done():
-                log.warning("task %s ignored its timeout; abandoned", self.record.id)
-            raise TaskCancelled("timeout")
+            end = await ended
         finally:
-            # a handler abandoned (timeout, shutdown) may end later with an exception nobody
-            # reads: mark it read, or asyncio logs "exception was never retrieved" at
-            # collection (an ended one's result was read above)
-            if not task.done():
-                task.add_done_callback(_mark_retrieved)
-            else:
-                _mark_retrieved(task)
-
-    def _start_thread(self) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = self.loop.create_future()
-
-        def deliver(ok: bool, value: Any) -> None:
-            if fut.done():
-                return
+            if timer is not None:
+                timer.cancel()
+        if end is not _TIMED_OUT:
+            ok, value = end
             if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
+                return value
+            raise value
+        self.stop("timeout")
+        task = self._handler_task
+        await _ended(loop, task, STOP_GRACE_SECONDS)
+        if not task.done():
+            log.warning("task %s ignored its timeout; abandoned", self.record.id)
+        raise TaskCancelled("timeout")
+
+    def _start_thread(self, ended: asyncio.Future[Any]) -> asyncio.Future[None]:
+        """Run a sync handler in a thread of its own: a future of the thread's end (it also
+        settles ``ended`` with the handler's outcome)."""
+        done: asyncio.Future[None] = self.loop.create_future()
+
+        def deliver(outcome: tuple[bool, Any]) -> None:
+            _settle(done, None)
+            _settle(ended, outcome)
 
         def target() -> None:
             try:
-                value = self.reg.fn(self.ctx)
-                ok = True
+                outcome: tuple[bool, Any] = (True, self.reg.fn(self.ctx))
             except BaseException as exc:
-                value, ok = exc, False
+                outcome = (False, exc)
             try:
-                self.loop.call_soon_threadsafe(deliver, ok, value)
+                self.loop.call_soon_threadsafe(deliver, outcome)
             except RuntimeError:
                 pass  # loop closed: the process is going away
 
@@ -290,7 +320,7 @@ class Execution:
             target=target, name=f"task-{self.record.id}-{self.record.name}", daemon=True
         )
         thread.start()
-        return fut
+        return done
 
     async def _record(
         self,
