@@ -357,9 +357,10 @@ class Execution:
         final = ok
         self._settle(final)
         level = logging.INFO if outcome is Outcome.COMPLETED else logging.WARNING
-        log.log(
-            level, "task %s %s %s%s", rec.id, rec.name, outcome.value, f": {error}" if error else ""
-        )
+        if log.isEnabledFor(level):
+            log.log(
+                level, "task %s %s %s%s", rec.id, rec.name, outcome, f": {error}" if error else ""
+            )
         events = self.system.ctx.events
         if final is not None and events.wants("task.finished"):
             events.publish(task_event("task.finished", final, outcome=outcome.value))

@@ -46,6 +46,7 @@ CLAIM_LOOP_EXIT_SECONDS = 5.0
 #: 90-130 ms late; at 1 ms a hand-over costs at most a millisecond (docs/performance.md,
 #: "Firing lateness"). A lower interval set by the embedding app is kept.
 SWITCH_INTERVAL_SECONDS = 0.001
+_LOW = int(Priority.LOW)
 
 
 class WorkerPool:
@@ -149,15 +150,26 @@ class WorkerPool:
         self._exec_tasks.clear()  # those cancelled before their first step left no trace
 
     # -- claiming -----------------------------------------------------------------------
+    def _busy(self) -> tuple[int, int]:
+        """Slots held (all, and by LOW tasks). A task whose handler has returned no longer
+        holds its slot while its outcome is written: the claim for the slot then joins the
+        same transaction."""
+        busy = low = 0
+        for ex in self.running.values():
+            if not ex.returned:
+                busy += 1
+                if ex.record.priority <= _LOW:
+                    low += 1
+        return busy, low
+
     def _free_slots(self) -> int:
-        # a task whose handler has returned no longer holds its slot while its outcome is
-        # written: the claim for the slot then joins the same transaction
-        return self.slots - sum(1 for ex in self.running.values() if not ex.returned)
+        return self.slots - self._busy()[0]
 
     async def _fill_slots(self) -> None:
         sys = self.system
         while not self._stopping:
-            free = self._free_slots()
+            busy, low_running = self._busy()
+            free = self.slots - busy
             if free <= 0:
                 return
             ids = self.only_ids
@@ -168,11 +180,6 @@ class WorkerPool:
                     return
             else:
                 wanted = [None]
-            low_running = sum(
-                1
-                for ex in self.running.values()
-                if ex.record.priority <= Priority.LOW and not ex.returned
-            )
             low_free = self.low_slots - low_running
             limit = free if low_free <= 0 else min(free, low_free)
             now = sys.clock.now()

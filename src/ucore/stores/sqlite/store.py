@@ -645,7 +645,7 @@ def _insert_task(
         "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
         (
             task.name,
-            dumps(task.params),
+            dumps(task.params) if task.params else "{}",
             int(task.priority),
             task.origin,
             task.unique_key,
