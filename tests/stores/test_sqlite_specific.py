@@ -647,6 +647,7 @@ async def test_quick_writes_of_one_moment_share_one_commit_on_the_loop_thread(
         trace.stop()
     assert len(set(results)) == 50
     assert trace.count("COMMIT", "quick") == 1
+    assert trace.count("SAVEPOINT", "quick") == 0  # only when a write fails
     assert trace.count("BEGIN", "writer") == 0  # no hand-over to the writer thread
     assert await names_in(sqlite_store) == {f"q{i}" for i in range(50)}
 

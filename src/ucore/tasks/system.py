@@ -52,6 +52,7 @@ class TaskSystem(BaseSystem):
         self.progress_interval = cfg.progress_interval_seconds
         self.shutdown_grace = cfg.shutdown_grace_seconds
         self.pool: WorkerPool | None = None
+        self._stores: StoreSystem | None = None
         self.node_info: dict[str, Any] = {}
         self._node_role = ctx.role.value
         self._node_started = ctx.clock.now()
@@ -61,7 +62,10 @@ class TaskSystem(BaseSystem):
 
     @property
     def store(self) -> Store:
-        return self.ctx.typed("store", StoreSystem).store
+        stores = self._stores
+        if stores is None:  # looked up once: a few times per task on the queue's hot path
+            stores = self._stores = self.ctx.typed("store", StoreSystem)
+        return stores.store
 
     # -- lifecycle ----------------------------------------------------------------------
     async def initialize(self) -> None:

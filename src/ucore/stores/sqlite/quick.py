@@ -9,8 +9,9 @@ of that thread, the GIL, a wake-up of the loop, per write. So instead:
   writes those callbacks make (a finished task's outcome, the claim of its successor, the
   next submit) join it.
 * **Run on the loop's thread.** The group's statements run right there, in one
-  ``BEGIN IMMEDIATE`` transaction taken without waiting, each write under a savepoint only
-  when one of them fails (:func:`run_group`).
+  ``BEGIN IMMEDIATE`` transaction taken without waiting; only when one of them fails is
+  the group run again, each write under a savepoint of its own
+  (:meth:`QuickWriter._begin_and_run`).
 * **Committed once**, right there too (at ``synchronous=FULL`` one fsync, during which the
   loop waits; other threads run). Callers learn their result only after the commit.
   Committing on another thread instead, so that the loop could go on meanwhile, made the
@@ -58,6 +59,11 @@ def run_group(conn: sqlite3.Connection, fns: Sequence[WriteFn]) -> list[Outcome]
         conn.execute("ROLLBACK TO q")
         if len(fns) == 1:
             return [(False, exc)]
+    return run_each(conn, fns)
+
+
+def run_each(conn: sqlite3.Connection, fns: Sequence[WriteFn]) -> list[Outcome]:
+    """Run ``fns`` in the open transaction, each in a savepoint of its own."""
     outcomes: list[Outcome] = []
     for i, fn in enumerate(fns):
         conn.execute(f"SAVEPOINT q{i}")
@@ -141,19 +147,40 @@ class QuickWriter:
         self._hand_to_writer(loop, jobs, fns)
 
     def _begin_and_run(self, fns: list[WriteFn]) -> list[Outcome] | None:
-        """Open the transaction and run the group; None (nothing done) if the lock is taken."""
+        """Open the transaction and run the group; None (nothing done) if the lock is taken.
+
+        Optimistic, like :func:`run_group`, but without its savepoint: the transaction is
+        the group's own, so when a write fails it is rolled back and the group run again
+        in a new one, each write in a savepoint of its own (:func:`run_each`).
+        """
         conn = self.connection()
+        if not self._begin(conn):
+            return None
+        try:
+            return [(True, fn(conn)) for fn in fns]
+        except Exception:
+            self._rollback()
+        except BaseException:
+            self._rollback()
+            raise
+        if not self._begin(conn):
+            return None
+        try:
+            return run_each(conn, fns)
+        except BaseException:
+            self._rollback()
+            raise
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection) -> bool:
+        """``BEGIN IMMEDIATE`` without waiting: False when another connection holds the lock."""
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             if is_lock_error(exc):
-                return None
+                return False
             raise
-        try:
-            return run_group(conn, fns)
-        except BaseException:
-            self._rollback()
-            raise
+        return True
 
     def _rollback(self) -> None:
         conn = self.conn
