@@ -14,7 +14,7 @@ import pytest
 import ucore
 from ucore.app import App, bootstrap
 from ucore.foundation.config import LoadedConfig, parse_config
-from ucore.foundation.context import Context
+from ucore.foundation.context import Context, new_node_id
 from ucore.foundation.errors import SystemInitError, UCoreError
 from ucore.foundation.system import BaseSystem, Role, SystemOrderError, SystemSpec, order_specs
 from ucore.testing import FakeClock
@@ -319,3 +319,10 @@ async def test_init_failure_is_reported_even_if_a_cleanup_shutdown_fails(
     # the other started systems were still shut down, and the failed shutdown was logged
     assert downs(log) == ["c", "b", "a"]
     assert any("'b'" in r.getMessage() and "stuck" in r.getMessage() for r in caplog.records)
+
+
+def test_node_ids_are_short_random_and_distinct() -> None:
+    """Every attempt's rows carry the node id (docs/performance.md): 12 hex digits."""
+    ids = {new_node_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(len(i) == 12 and int(i, 16) >= 0 for i in ids)

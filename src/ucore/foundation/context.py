@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 S = TypeVar("S")
 
 
+def new_node_id() -> str:
+    """A fresh node id: 12 hex digits of a random UUID."""
+    return uuid.uuid4().hex[:12]
+
+
 @dataclass
 class Context:
     """Handed to every system's factory; systems find each other through it."""
@@ -27,7 +32,10 @@ class Context:
     config: LoadedConfig
     role: Role
     clock: Clock
-    node_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: this process among those sharing the database: 48 random bits (12 hex digits). Every
+    #: task row and history row of an attempt carries it, and they grow by it when claimed:
+    #: a full UUID's 32 digits cost a tenth more WAL pages per task (docs/performance.md)
+    node_id: str = field(default_factory=new_node_id)
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     systems: dict[str, BaseSystem] = field(default_factory=dict)
