@@ -367,6 +367,29 @@ async def test_claim_marks_running_under_the_lease(store: Store) -> None:
     assert await claim(store, now=8) is None
 
 
+async def test_a_claim_answers_the_records_a_read_returns(store: Store) -> None:
+    """A store may build the claimed records from the rows it picked: they must be the
+    records a read returns right after, whatever the earlier attempts left behind."""
+    first = await insert(
+        store, new("x", params={"n": [1, "é"]}, unique_key="k", max_attempts=3, at=1)
+    )
+    second = await insert(store, new("y", priority=Priority.HIGH, not_before=t(2), at=2))
+    task = await claim_one(store, now=5, task_id=first)
+    await store.set_progress(first, task.run_id or 0, 0.5, "half")
+    assert await finish(
+        store, task, Outcome.FAILED, TaskState.PENDING, now=6, error="E", add_failure=True
+    )
+    got = await store.claim_tasks(
+        ClaimRequest(node_id="B", host=HOST, pid=PID, now=t(7), lease_until=t(40), limit=5)
+    )
+    assert [r.id for r in got.records] == [second, first]  # priority, then age
+    for record in got.records:
+        assert record == await must_get(store, record.id)
+    again = got.records[1]
+    assert again.attempts == 2 and again.failures == 1 and again.progress is None
+    assert again.error == "E"  # the last attempt's error stays until this one ends
+
+
 async def test_not_before_is_respected(store: Store) -> None:
     task_id = await insert(store, new(not_before=t(100)))
     assert await claim(store, now=50) is None
@@ -687,11 +710,13 @@ async def test_finish_run_from_the_claimed_record_answers_what_the_row_says(
     """Given the claimed record, a store may build its answer instead of reading the row:
     the answer must be the record a read returns, whatever happened while the task ran."""
     answers = []
-    for claimed in (False, True):
+    for mode in ("read back", "claimed", "claimed, with progress"):
         task_id = await insert(store, new("x", params={"n": [1, 2]}, max_attempts=2))
         task = await claim_one(store, now=10, task_id=task_id)
         await store.set_progress(task.id, task.run_id or 0, 0.25, "a quarter")
-        kw: dict[str, Any] = {"claimed": task} if claimed else {}
+        kw: dict[str, Any] = {} if mode == "read back" else {"claimed": task}
+        if mode == "claimed, with progress":
+            kw["progress"] = (0.75, "three quarters")
         if case == "completed":
             kw.update(result={"files": (3, 4)}, outcome=Outcome.COMPLETED)
             kw.update(next_state=TaskState.COMPLETED)
@@ -709,9 +734,29 @@ async def test_finish_run_from_the_claimed_record_answers_what_the_row_says(
         answer = await store.finish_run(task.id, task.run_id or 0, now=t(12.5), **kw)
         assert answer is not None
         assert answer == await must_get(store, task_id)
+        requeued = answer.state is TaskState.PENDING
+        if "progress" in kw and not requeued:
+            assert (answer.progress, answer.progress_message) == (0.75, "three quarters")
+        if requeued:
+            assert (answer.progress, answer.progress_message) == (None, None)
         answers.append(answer)
-    plain, built = answers
+    plain, built, with_progress = answers
     assert dataclasses.replace(built, id=plain.id) == plain
+    if plain.state is not TaskState.PENDING:
+        assert with_progress.progress == 0.75
+    # a second finish of an attempt (no longer running under it) answers None either way
+    assert (
+        await store.finish_run(
+            task_id,
+            task.run_id or 0,
+            outcome=Outcome.COMPLETED,
+            now=t(13),
+            next_state=TaskState.COMPLETED,
+            claimed=task,
+            progress=(1.0, None),
+        )
+        is None
+    )
     # a claimed record of another attempt is not used
     task_id = await insert(store, new("y"))
     task = await claim_one(store, now=20, task_id=task_id)

@@ -175,6 +175,7 @@ class Store(ABC):
         add_failure: bool = False,
         add_interruption: bool = False,
         claimed: TaskRecord | None = None,
+        progress: tuple[float | None, str | None] | None = None,
     ) -> TaskRecord | None:
         """Close the attempt ``run_id`` and move the task to ``next_state``.
 
@@ -182,7 +183,9 @@ class Store(ABC):
         that attempt (None otherwise, e.g. when its lease expired and another node took it).
         ``claimed``: the record of this attempt as its claim returned it; the store may then
         build the answer from it and the few columns that change while a task runs instead
-        of reading the whole row back (the same record either way).
+        of reading the whole row back (the same record either way). ``progress``: the
+        attempt's last report (fraction, message), stored with the outcome; None keeps the
+        stored one. A re-queued task's progress is cleared either way.
         """
 
     @abstractmethod

@@ -7,7 +7,6 @@ Async handlers run as asyncio tasks on the loop; sync handlers run in a thread o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -148,8 +147,6 @@ class Execution:
         self.final: TaskRecord | None = None
         self._handler_task: asyncio.Future[Any] | None = None
         self._latest: tuple[float | None, str | None] = (None, None)
-        #: the report last handed to the store
-        self._stored: tuple[float | None, str | None] = (None, None)
         self._last_write = float("-inf")
         self._flush_handle: asyncio.TimerHandle | None = None
         self._writes: set[asyncio.Task[None]] = set()
@@ -190,7 +187,7 @@ class Execution:
         if self.settled:
             return
         self._last_write = self.loop.time()
-        fraction, message = self._stored = self._latest
+        fraction, message = self._latest
         write = asyncio.ensure_future(
             self.system.store.set_progress(self.record.id, self.run_id, fraction, message)
         )
@@ -336,10 +333,6 @@ class Execution:
         if self.settled:
             return
         self._cancel_flush()
-        if self._latest != self._stored:
-            # the last progress report was still waiting for its turn: store it first
-            with contextlib.suppress(Exception):
-                await self.system.store.set_progress(self.record.id, self.run_id, *self._latest)
         rec = self.record
         ok = await self.system.store.finish_run(
             rec.id,
@@ -353,6 +346,8 @@ class Execution:
             traceback=trace,
             add_failure=add_failure,
             claimed=rec,
+            # the last report, even one still waiting for its turn, goes with the outcome
+            progress=self._latest,
         )
         final = ok
         self._settle(final)
@@ -378,6 +373,7 @@ class Execution:
             next_state=TaskState.PENDING,
             error=f"interrupted: {why}",
             claimed=self.record,
+            progress=self._latest,
         )
         self._settle(ok)
         if ok is not None:

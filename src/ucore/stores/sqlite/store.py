@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ _STATES = {s.value: s for s in TaskState}
 _PRIORITIES = {int(p): p for p in Priority}
 
 
-def task_from_row(row: tuple[Any, ...]) -> TaskRecord:
+def task_from_row(row: Sequence[Any]) -> TaskRecord:
     """A task record from a row of :data:`_TASK_COLUMNS` (the task queue's hot path: two
     per task, so the conversions are looked up rather than called)."""
     params = row[2]
@@ -223,19 +223,23 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
         def op(c: sqlite3.Connection) -> Claimed:
             records = []
-            # the pick and the attempts' history rows in one statement
-            runs = c.execute(pick, (*who, now_ts, *args)).fetchall()
-            for run, tid, attempt in runs:
-                got = c.execute(
+            # plain statements: a RETURNING clause costs as much again as its statement
+            for row in c.execute(pick, args).fetchall():
+                tid, attempt = row[0], row[7] + 1
+                run = c.execute(
+                    "INSERT INTO task_runs "
+                    "(task_id, task_name, attempt, node_id, host, pid, started_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (tid, row[1], attempt, *who, now_ts),
+                ).lastrowid
+                c.execute(
                     "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
                     "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
                     "progress = NULL, progress_message = NULL, cancel_requested = 0, "
-                    f"run_id = ? WHERE id = ? AND state = 'pending' RETURNING {_TASK_COLUMNS}",
+                    "run_id = ? WHERE id = ?",
                     (attempt, now_ts, *who, until_ts, run, tid),
-                ).fetchone()
-                records.append(task_from_row(got))
-            if len(records) > 1:  # RETURNING gives no order: the pick's
-                records.sort(key=_claim_order)
+                )
+                records.append(_claimed_from(row, attempt, (now_ts, *who, until_ts, run)))
             if len(records) >= req.limit:
                 return Claimed(records)
             row = c.execute(
@@ -287,11 +291,17 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         add_failure: bool = False,
         add_interruption: bool = False,
         claimed: TaskRecord | None = None,
+        progress: tuple[float | None, str | None] | None = None,
     ) -> TaskRecord | None:
         now_ts = to_ts(now)
         result_json = None if result is None else dumps(result)
         if claimed is not None and (claimed.id != task_id or claimed.run_id != run_id):
             claimed = None
+        known = (
+            None
+            if claimed is None
+            else (claimed.failures, claimed.interruptions, int(claimed.priority))
+        )
 
         def op(c: sqlite3.Connection) -> TaskRecord | None:
             row = _finish(
@@ -308,6 +318,8 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 add_failure=add_failure,
                 add_interruption=add_interruption,
                 short=claimed is not None,
+                progress=progress,
+                known=known,
             )
             if row is None:
                 return None
@@ -600,9 +612,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
 
 @functools.lru_cache(maxsize=64)
 def _claim_sql(by_id: bool, names: frozenset[str] | None) -> tuple[str, tuple[str, ...]]:
-    """The claim's pick, which also writes the history row of each attempt it picks (params:
-    node id, host, pid, now, then now, min priority, [id,] names, limit; rows: run id, task
-    id, attempt), and its name arguments (the same for every claim of a pool)."""
+    """The claim's pick: the rows of the tasks to take (:data:`_TASK_COLUMNS`; params: now,
+    min priority, [id,] names, limit), and its name arguments (the same for every claim of a
+    pool)."""
     cond = ["state = 'pending'", "(not_before IS NULL OR not_before <= ?)", "priority >= ?"]
     if by_id:
         cond.append("id = ?")
@@ -612,15 +624,23 @@ def _claim_sql(by_id: bool, names: frozenset[str] | None) -> tuple[str, tuple[st
         # index (pending and running only) must drive it, or a claim reads the whole history
         cond.append(f"+name IN ({','.join('?' * len(ordered))})")
     sql = (
-        "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, started_at) "
-        f"SELECT id, name, attempts + 1, ?, ?, ?, ? FROM tasks WHERE {' AND '.join(cond)} "
-        "ORDER BY priority DESC, id LIMIT ? RETURNING id, task_id, attempt"
+        f"SELECT {_TASK_COLUMNS} FROM tasks WHERE {' AND '.join(cond)} "
+        "ORDER BY priority DESC, id LIMIT ?"
     )
     return sql, ordered
 
 
-def _claim_order(record: TaskRecord) -> tuple[int, int]:
-    return (-int(record.priority), record.id)
+def _claimed_from(row: tuple[Any, ...], attempt: int, claim: tuple[Any, ...]) -> TaskRecord:
+    """The record of a task just claimed: its picked row with what the claim set (``claim``:
+    now, node id, host, pid, lease end, run id)."""
+    values = list(row)
+    values[5] = "running"
+    values[7] = attempt
+    values[13], values[20], values[21], values[22], values[23], values[25] = claim
+    values[14] = None  # finished_at
+    values[15] = values[16] = None  # progress
+    values[24] = 0  # cancel_requested
+    return task_from_row(values)
 
 
 def _active_with_key(c: sqlite3.Connection, key: str) -> int | None:
@@ -697,9 +717,18 @@ def _finish(
     add_failure: bool,
     add_interruption: bool,
     short: bool = False,
+    progress: tuple[float | None, str | None] | None = None,
+    known: tuple[int, int, int] | None = None,
 ) -> tuple[Any, ...] | None:
     """Close the attempt and move the task on: its row as it is now (None: not running
-    under that attempt any more); ``short``: only :data:`_FINISH_SHORT`'s columns."""
+    under that attempt any more); ``short``: only :data:`_FINISH_SHORT`'s columns.
+
+    ``progress``: the attempt's last report, stored with the outcome (None: the stored one
+    stays). With it and ``known`` (the claimed record's failures, interruptions and
+    priority, which only a finish of this attempt changes while it holds the task) nothing
+    is read back: the short row is made here (a ``RETURNING`` costs as much again as its
+    statement).
+    """
     task_error = error
     if next_state == "pending":
         # a user's cancel wins over a retry or a re-queue after an interruption
@@ -710,29 +739,46 @@ def _finish(
             next_state, not_before, outcome = "cancelled", None, "cancelled"
             task_error = error = "cancelled by user"
     finished = next_state not in ("pending", "running")
-    row: tuple[Any, ...] | None = c.execute(
-        "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
-        "traceback = ?, failures = failures + ?, interruptions = interruptions + ?, "
-        "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
-        "progress = CASE WHEN ? = 'pending' THEN NULL ELSE progress END, "
-        "progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE progress_message END "
-        "WHERE id = ? AND run_id = ? AND state = 'running' "
-        f"RETURNING {_FINISH_SHORT if short else _TASK_COLUMNS}",
-        (
+    made = known is not None and progress is not None
+    args: list[Any] = [
+        next_state,
+        now_ts if finished else None,
+        not_before,
+        result_json,
+        task_error,
+        traceback,
+        int(add_failure),
+        int(add_interruption),
+        next_state,
+    ]
+    if progress is not None:
+        args.append(progress[0])
+    args.append(next_state)
+    if progress is not None:
+        args.append(progress[1])
+    args += (task_id, run_id)
+    returning = "" if made else (_FINISH_SHORT if short else _TASK_COLUMNS)
+    cur = c.execute(_finish_sql(progress is not None, returning), args)
+    row: tuple[Any, ...] | None
+    if not made:
+        row = cur.fetchone()
+    elif cur.rowcount != 1:
+        row = None
+    else:
+        assert known is not None and progress is not None
+        failures, interruptions, priority = known
+        kept = (None, None) if next_state == "pending" else progress
+        row = (
             next_state,
-            now_ts if finished else None,
+            args[1],
             not_before,
-            result_json,
             task_error,
             traceback,
-            int(add_failure),
-            int(add_interruption),
-            next_state,
-            next_state,
-            task_id,
-            run_id,
-        ),
-    ).fetchone()
+            failures + int(add_failure),
+            interruptions + int(add_interruption),
+            priority,
+            *kept,
+        )
     if row is None:
         return None
     c.execute(
@@ -742,6 +788,22 @@ def _finish(
         (now_ts, outcome, result_json, error, now_ts, now_ts, run_id),
     )
     return row
+
+
+@functools.lru_cache(maxsize=8)
+def _finish_sql(set_progress: bool, returning: str) -> str:
+    """The finish's UPDATE: progress kept or set (cleared for a re-queued task either way),
+    and what it returns."""
+    fraction, message = ("?", "?") if set_progress else ("progress", "progress_message")
+    sql = (
+        "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
+        "traceback = ?, failures = failures + ?, interruptions = interruptions + ?, "
+        "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
+        f"progress = CASE WHEN ? = 'pending' THEN NULL ELSE {fraction} END, "
+        f"progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE {message} END "
+        "WHERE id = ? AND run_id = ? AND state = 'running'"
+    )
+    return f"{sql} RETURNING {returning}" if returning else sql
 
 
 #: What a finish returns when the caller has the claimed record: the columns it sets and
