@@ -749,13 +749,11 @@ def _finish(
         traceback,
         int(add_failure),
         int(add_interruption),
-        next_state,
     ]
-    if progress is not None:
-        args.append(progress[0])
-    args.append(next_state)
-    if progress is not None:
-        args.append(progress[1])
+    if progress is None:  # kept, or cleared for a re-queued task
+        args += (next_state, next_state)
+    else:  # given, or cleared for a re-queued task
+        args += (None, None) if next_state == "pending" else progress
     args += (task_id, run_id)
     returning = "" if made else (_FINISH_SHORT if short else _TASK_COLUMNS)
     cur = c.execute(_finish_sql(progress is not None, returning), args)
@@ -765,9 +763,8 @@ def _finish(
     elif cur.rowcount != 1:
         row = None
     else:
-        assert known is not None and progress is not None
+        assert known is not None
         failures, interruptions, priority = known
-        kept = (None, None) if next_state == "pending" else progress
         row = (
             next_state,
             args[1],
@@ -777,7 +774,8 @@ def _finish(
             failures + int(add_failure),
             interruptions + int(add_interruption),
             priority,
-            *kept,
+            args[8],
+            args[9],
         )
     if row is None:
         return None
@@ -794,13 +792,16 @@ def _finish(
 def _finish_sql(set_progress: bool, returning: str) -> str:
     """The finish's UPDATE: progress kept or set (cleared for a re-queued task either way),
     and what it returns."""
-    fraction, message = ("?", "?") if set_progress else ("progress", "progress_message")
+    progress = (
+        "progress = ?, progress_message = ?"
+        if set_progress
+        else "progress = CASE WHEN ? = 'pending' THEN NULL ELSE progress END, "
+        "progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE progress_message END"
+    )
     sql = (
         "UPDATE tasks SET state = ?, finished_at = ?, not_before = ?, result = ?, error = ?, "
         "traceback = ?, failures = failures + ?, interruptions = interruptions + ?, "
-        "lease_expires = NULL, cancel_requested = 0, run_id = NULL, "
-        f"progress = CASE WHEN ? = 'pending' THEN NULL ELSE {fraction} END, "
-        f"progress_message = CASE WHEN ? = 'pending' THEN NULL ELSE {message} END "
+        f"lease_expires = NULL, cancel_requested = 0, run_id = NULL, {progress} "
         "WHERE id = ? AND run_id = ? AND state = 'running'"
     )
     return f"{sql} RETURNING {returning}" if returning else sql
