@@ -183,13 +183,14 @@ class WorkerPool:
             low_free = self.low_slots - low_running
             limit = free if low_free <= 0 else min(free, low_free)
             now = sys.clock.now()
+            ctx = sys.ctx
             claimed = Claimed([])
             for task_id in wanted:
                 claimed = await sys.store.claim_tasks(
                     ClaimRequest(
-                        node_id=sys.ctx.node_id,
-                        host=sys.ctx.host,
-                        pid=sys.ctx.pid,
+                        node_id=ctx.node_id,
+                        host=ctx.host,
+                        pid=ctx.pid,
                         now=now,
                         lease_until=now + timedelta(seconds=sys.lease_seconds),
                         min_priority=Priority.NORMAL if low_free <= 0 else Priority.LOW,

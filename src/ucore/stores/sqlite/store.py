@@ -308,9 +308,9 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 c,
                 task_id,
                 run_id,
-                outcome=outcome.value,
+                outcome=outcome,  # StrEnum members: SQLite binds them as their text
                 now_ts=now_ts,
-                next_state=next_state.value,
+                next_state=next_state,
                 not_before=to_ts(not_before),
                 result_json=result_json,
                 error=error,
