@@ -3,9 +3,9 @@
 Each variant runs N tasks in a bare loop, one transaction per task with the statements ucore's
 grouped quick writes commit together (insert a task, claim it with its run row, finish the
 task claimed before), and prints the time per task and per COMMIT (median of alternating
-runs). Variants: the schema as migrated now; with the two index entries per task that
-migration 6 removed; and the checkpoint interval (SQLite's 1,000 pages, which ucore keeps;
-4,000; none).
+runs). Variants: the schema as migrated now; as it was before migration 7 (separate
+indexes for pending and running tasks, two on finished_at) and before migration 6; and the
+checkpoint interval (SQLite's 1,000 pages, which ucore keeps; 4,000; none).
 
     python benchmarks/profile_commit.py                 # 4,000 tasks, 3 runs, NORMAL
     python benchmarks/profile_commit.py --sync FULL --tasks 2000
@@ -25,13 +25,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from ucore.stores.migrations import SQLITE
 
+#: what migration 7 replaced: two partial indexes for pending and for running tasks instead
+#: of one for both, and two indexes on finished_at
+_BEFORE_7 = (
+    "DROP INDEX tasks_active;"
+    "CREATE INDEX tasks_claim ON tasks (priority DESC, id) WHERE state = 'pending';"
+    "CREATE INDEX tasks_running ON tasks (lease_expires) WHERE state = 'running';"
+    "CREATE INDEX tasks_purge ON tasks (finished_at) "
+    "WHERE state IN ('completed', 'failed', 'cancelled', 'timed_out');"
+    "CREATE INDEX task_runs_finished ON task_runs (finished_at) WHERE finished_at IS NOT NULL;"
+)
 #: name -> (extra SQL after the migrations, wal_autocheckpoint)
 VARIANTS: dict[str, tuple[str, int]] = {
     "now (checkpoint 1,000)": ("", 1000),
     "now (checkpoint 4,000)": ("", 4000),
     "now (no checkpoint)": ("", 0),
+    "before migration 7 (checkpoint 1,000)": (_BEFORE_7, 1000),
     "before migration 6 (checkpoint 1,000)": (
-        "CREATE INDEX tasks_finished ON tasks (finished_at) WHERE finished_at IS NOT NULL;"
+        _BEFORE_7 + "CREATE INDEX tasks_finished ON tasks (finished_at) "
+        "WHERE finished_at IS NOT NULL;"
         "DROP INDEX task_runs_finished;"
         "CREATE INDEX task_runs_finished ON task_runs (finished_at);",
         1000,
