@@ -92,11 +92,8 @@ async def _guarded(coro: Coroutine[Any, Any, Any], ended: asyncio.Future[Any]) -
 async def _ended(
     loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], seconds: float | None
 ) -> bool:
-    """Wait until ``task`` ends (True) or ``seconds`` pass (False); never cancels it.
-
-    ``asyncio.wait({task}, timeout=seconds)`` for one task, without its sets and checks (twice
-    per task on the queue's hot path).
-    """
+    """Wait until ``task`` ends (True) or ``seconds`` pass (False); never cancels it (the
+    grace a handler gets after its timeout)."""
     if task.done():
         return True
     waiter: asyncio.Future[bool] = loop.create_future()

@@ -162,9 +162,6 @@ class WorkerPool:
                     low += 1
         return busy, low
 
-    def _free_slots(self) -> int:
-        return self.slots - self._busy()[0]
-
     async def _fill_slots(self) -> None:
         sys = self.system
         while not self._stopping:
