@@ -113,7 +113,7 @@ async def finish(
     *,
     now: float = 1.0,
     **kw: Any,
-) -> bool:
+) -> TaskRecord | None:
     assert task.run_id is not None
     return await store.finish_run(
         task.id, task.run_id, outcome=outcome, now=t(now), next_state=next_state, **kw
@@ -745,30 +745,12 @@ async def test_finish_run_from_the_claimed_record_answers_what_the_row_says(
     if plain.state is not TaskState.PENDING:
         assert with_progress.progress == 0.75
     # a second finish of an attempt (no longer running under it) answers None either way
-    assert (
-        await store.finish_run(
-            task_id,
-            task.run_id or 0,
-            outcome=Outcome.COMPLETED,
-            now=t(13),
-            next_state=TaskState.COMPLETED,
-            claimed=task,
-            progress=(1.0, None),
-        )
-        is None
-    )
+    assert not await finish(store, task, now=13, claimed=task, progress=(1.0, None))
     # a claimed record of another attempt is not used
     task_id = await insert(store, new("y"))
     task = await claim_one(store, now=20, task_id=task_id)
     other = task.changed(run_id=(task.run_id or 0) + 1)
-    answer = await store.finish_run(
-        task_id,
-        task.run_id or 0,
-        outcome=Outcome.COMPLETED,
-        now=t(21),
-        next_state=TaskState.COMPLETED,
-        claimed=other,
-    )
+    answer = await finish(store, task, now=21, claimed=other)
     assert answer == await must_get(store, task_id)
 
 
