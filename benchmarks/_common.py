@@ -198,14 +198,19 @@ def clean_env(home: Path | None = None) -> dict[str, str]:
 
 def run_child(script: Path, args: Sequence[str], *, timeout: float = 3600) -> dict[str, Any]:
     """Run ``python script --child ARGS`` and return the JSON object of its last stdout line."""
-    proc = subprocess.run(
-        [sys.executable, str(script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        check=False,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=clean_env(),
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        # killed by subprocess.run; a peer that hangs (Huey's consumer once sat idle for 18
+        # minutes) must not stall the whole benchmark
+        raise SystemExit(f"child {' '.join(args)} did not finish within {timeout:g} s") from None
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         sys.stderr.write(proc.stdout[-4000:])

@@ -570,7 +570,8 @@ def main(argv: list[str]) -> int:
                     ]
                     if not args.count:
                         child_args.append("--no-count")
-                    r = run_child(script, child_args)
+                    # a run takes seconds; a side that hangs is stopped rather than waited for
+                    r = run_child(script, child_args, timeout=max(600.0, args.tasks / 20))
                     cleanup(d, args.keep)
                     results.setdefault((side, mode), []).append(r)
                     ok = "ok" if r["verified"] == args.tasks else f"ONLY {r['verified']} DONE"
