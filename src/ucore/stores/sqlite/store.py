@@ -297,11 +297,8 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         result_json = None if result is None else dumps(result)
         if claimed is not None and (claimed.id != task_id or claimed.run_id != run_id):
             claimed = None
-        known = (
-            None
-            if claimed is None
-            else (claimed.failures, claimed.interruptions, int(claimed.priority))
-        )
+        # with the claimed record and the progress nothing need be read back
+        base = claimed if progress is not None else None
 
         def op(c: sqlite3.Connection) -> TaskRecord | None:
             row = _finish(
@@ -317,15 +314,14 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
                 traceback=traceback,
                 add_failure=add_failure,
                 add_interruption=add_interruption,
-                short=claimed is not None,
                 progress=progress,
-                known=known,
+                read_back=base is None,
             )
             if row is None:
                 return None
-            if claimed is None:
+            if base is None:
                 return task_from_row(row)
-            return _finished_from(claimed, row, result_json)
+            return _finished_from(base, row, result_json, add_failure, add_interruption)
 
         return await self.db.write_quick(op)
 
@@ -716,18 +712,16 @@ def _finish(
     traceback: str | None,
     add_failure: bool,
     add_interruption: bool,
-    short: bool = False,
     progress: tuple[float | None, str | None] | None = None,
-    known: tuple[int, int, int] | None = None,
+    read_back: bool = True,
 ) -> tuple[Any, ...] | None:
-    """Close the attempt and move the task on: its row as it is now (None: not running
-    under that attempt any more); ``short``: only :data:`_FINISH_SHORT`'s columns.
+    """Close the attempt and move the task on (None: not running under that attempt any
+    more). ``read_back``: the task's row as it is now; otherwise what the task's UPDATE set
+    (:data:`_FINISH_WRITTEN`), read nothing back (a ``RETURNING`` costs as much again as
+    its statement).
 
     ``progress``: the attempt's last report, stored with the outcome (None: the stored one
-    stays). With it and ``known`` (the claimed record's failures, interruptions and
-    priority, which only a finish of this attempt changes while it holds the task) nothing
-    is read back: the short row is made here (a ``RETURNING`` costs as much again as its
-    statement).
+    stays). A re-queued task's progress is cleared either way.
     """
     task_error = error
     if next_state == "pending":
@@ -739,7 +733,6 @@ def _finish(
             next_state, not_before, outcome = "cancelled", None, "cancelled"
             task_error = error = "cancelled by user"
     finished = next_state not in ("pending", "running")
-    made = known is not None and progress is not None
     args: list[Any] = [
         next_state,
         now_ts if finished else None,
@@ -755,28 +748,12 @@ def _finish(
     else:  # given, or cleared for a re-queued task
         args += (None, None) if next_state == "pending" else progress
     args += (task_id, run_id)
-    returning = "" if made else (_FINISH_SHORT if short else _TASK_COLUMNS)
-    cur = c.execute(_finish_sql(progress is not None, returning), args)
+    cur = c.execute(_finish_sql(progress is not None, read_back), args)
     row: tuple[Any, ...] | None
-    if not made:
+    if read_back:
         row = cur.fetchone()
-    elif cur.rowcount != 1:
-        row = None
     else:
-        assert known is not None
-        failures, interruptions, priority = known
-        row = (
-            next_state,
-            args[1],
-            not_before,
-            task_error,
-            traceback,
-            failures + int(add_failure),
-            interruptions + int(add_interruption),
-            priority,
-            args[8],
-            args[9],
-        )
+        row = None if cur.rowcount != 1 else tuple(args[i] for i in _FINISH_WRITTEN)
     if row is None:
         return None
     c.execute(
@@ -789,9 +766,9 @@ def _finish(
 
 
 @functools.lru_cache(maxsize=8)
-def _finish_sql(set_progress: bool, returning: str) -> str:
+def _finish_sql(set_progress: bool, read_back: bool) -> str:
     """The finish's UPDATE: progress kept or set (cleared for a re-queued task either way),
-    and what it returns."""
+    and whether it returns the row."""
     progress = (
         "progress = ?, progress_message = ?"
         if set_progress
@@ -804,33 +781,35 @@ def _finish_sql(set_progress: bool, returning: str) -> str:
         f"lease_expires = NULL, cancel_requested = 0, run_id = NULL, {progress} "
         "WHERE id = ? AND run_id = ? AND state = 'running'"
     )
-    return f"{sql} RETURNING {returning}" if returning else sql
+    return f"{sql} RETURNING {_TASK_COLUMNS}" if read_back else sql
 
 
-#: What a finish returns when the caller has the claimed record: the columns it sets and
-#: those another writer may change while the task runs (a promote: priority; progress).
-_FINISH_SHORT = (
-    "state, finished_at, not_before, error, traceback, failures, interruptions, priority, "
-    "progress, progress_message"
-)
+#: Where the finish's arguments hold what it set (when not read back): state, finished_at,
+#: not_before, error, traceback, progress, progress_message.
+_FINISH_WRITTEN = (0, 1, 2, 4, 5, 8, 9)
 
 
 def _finished_from(
-    claimed: TaskRecord, row: tuple[Any, ...], result_json: str | None
+    claimed: TaskRecord,
+    written: tuple[Any, ...],
+    result_json: str | None,
+    add_failure: bool,
+    add_interruption: bool,
 ) -> TaskRecord:
-    """The finished task's record: the claimed one with :data:`_FINISH_SHORT`'s columns, no
-    lease, no attempt (a finish clears them) and the result as stored."""
+    """The finished task's record: the claimed one with what the finish set
+    (:data:`_FINISH_WRITTEN`), its counts moved on, no lease, no attempt, the result as
+    stored. Only a finish of this attempt changes those columns while it holds the task (a
+    promote touches pending tasks only)."""
     return claimed.changed(
-        state=_STATES[row[0]],
-        finished_at=from_ts(row[1]),
-        not_before=from_ts(row[2]),
-        error=row[3],
-        traceback=row[4],
-        failures=row[5],
-        interruptions=row[6],
-        priority=_PRIORITIES.get(row[7]) or Priority(row[7]),
-        progress=row[8],
-        progress_message=row[9],
+        state=_STATES[written[0]],
+        finished_at=from_ts(written[1]),
+        not_before=from_ts(written[2]),
+        error=written[3],
+        traceback=written[4],
+        progress=written[5],
+        progress_message=written[6],
+        failures=claimed.failures + int(add_failure),
+        interruptions=claimed.interruptions + int(add_interruption),
         result=None if result_json is None else json.loads(result_json),
         lease_expires=None,
         cancel_requested=False,
