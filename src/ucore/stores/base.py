@@ -83,6 +83,10 @@ class Store(ABC):
     @abstractmethod
     async def schema_version(self) -> int: ...
 
+    #: How long after :meth:`listen` other processes may still send this one no wake-up
+    #: (they learn of a new node at their next look at the nodes): poll meanwhile.
+    listen_warmup_seconds: float = 0.0
+
     def listen(self, node_id: str, callback: Callable[[], None]) -> bool:
         """Call ``callback`` on the running loop when another process commits (a push
         wake-up: SQLite's datagrams, PostgreSQL's LISTEN). False: not available, poll

@@ -4,9 +4,10 @@ Wake-ups: a submit or cancel in this process, and a handler that returns, wake t
 at once. Another process's commit arrives as a wake-up pushed by the store (SQLite: a
 datagram, see :mod:`ucore.stores.sqlite.wakeup`); the store's change token (SQLite:
 ``PRAGMA data_version``) is read only then and on a fallback poll (every 5 s, or every 0.5-1 s
-where the store pushes nothing). A claim takes as many due tasks as there are free slots; a
-slot is free as soon as its handler returns, so the claim joins the transaction of the
-outcome being written (quick writes, :mod:`ucore.stores.sqlite.quick`).
+where the store pushes nothing and while this process is new to the others: they may not
+send it wake-ups before they have looked at the nodes again). A claim takes as many due
+tasks as there are free slots; a slot is free as soon as its handler returns, so the claim
+joins the transaction of the outcome being written (quick writes, :mod:`ucore.stores.sqlite.quick`).
 
 Housekeeping every few seconds: heartbeat, lease renewal of the running tasks, and (service
 role) recovery of tasks whose lease expired.
@@ -78,6 +79,7 @@ class WorkerPool:
         self._due_at: float | None = None  # loop time when a delayed task comes due
         #: the store pushes wake-ups from other processes (then the poll is a fallback)
         self._listening = False
+        self._pushes_from = 0.0  # loop time from which the other processes wake this one
         self._pushed = False
 
     # -- control ------------------------------------------------------------------------
@@ -86,7 +88,10 @@ class WorkerPool:
             sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
         if self.recover:
             await self.recover_now(at_start=True)
-        self._listening = self.system.store.listen(self.system.ctx.node_id, self._on_push)
+        store = self.system.store
+        self._listening = store.listen(self.system.ctx.node_id, self._on_push)
+        # until the others know this node they send it nothing: poll as if not listening
+        self._pushes_from = asyncio.get_running_loop().time() + store.listen_warmup_seconds
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="ucore-claim-loop"),
             asyncio.create_task(self._housekeeping_loop(), name="ucore-housekeeping"),
@@ -262,7 +267,7 @@ class WorkerPool:
             try:
                 if need_claim:
                     await self._fill_slots()
-                if self._listening:
+                if self._listening and loop.time() >= self._pushes_from:
                     poll = PUSHED_POLL_SECONDS
                 else:
                     poll = BUSY_POLL_SECONDS if self.running else IDLE_POLL_SECONDS

@@ -46,7 +46,7 @@ from ucore.stores.sqlite.db import Database
 from ucore.stores.sqlite.library import LibrarySQL
 from ucore.stores.sqlite.maintenance import MaintenanceSQL
 from ucore.stores.sqlite.schema import current_version, migrate
-from ucore.stores.sqlite.wakeup import WakeChannel
+from ucore.stores.sqlite.wakeup import PEERS_SECONDS, WakeChannel
 
 _TASK_COLUMNS = (
     "id, name, params, priority, origin, state, unique_key, attempts, failures, interruptions, "
@@ -125,6 +125,7 @@ def run_from_row(row: tuple[Any, ...]) -> RunRecord:
 
 class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
     kind = "sqlite"
+    listen_warmup_seconds = PEERS_SECONDS
 
     def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
