@@ -134,3 +134,44 @@ async def test_an_abandoned_handler_leaves_no_unretrieved_exception(
         gc.collect()
     assert record.state is TaskState.TIMED_OUT
     assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_an_async_handler_ignoring_its_timeout_is_abandoned(make_app: Any) -> None:
+    # It swallows the cancellation: after the grace its attempt is recorded timed out, its
+    # slot is free for the next task, and what it returns at last changes nothing.
+    app = await make_app("client", workers=1)
+    release = asyncio.Event()
+    returned: list[str] = []
+
+    async def stubborn(ctx: TaskContext) -> dict[str, bool]:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.02)
+            except asyncio.CancelledError:
+                continue
+        returned.append("late")
+        return {"late": True}
+
+    app.tasks.register("stubborn", stubborn, timeout=0.2)
+    app.tasks.register("quick", lambda ctx: {"ok": True})
+    await app.tasks.start_workers()
+    t0 = time.monotonic()
+    stubborn_id = await app.tasks.submit("stubborn")
+    quick_id = await app.tasks.submit("quick")
+    record = await finished(app, stubborn_id)
+    took = time.monotonic() - t0
+    assert record.state is TaskState.TIMED_OUT
+    assert record.error == "timed out after 0.2 s"
+    assert 0.2 + 1.0 <= took < 3.0, took  # the timeout, then the grace (1 s)
+    assert (await finished(app, quick_id)).result == {"ok": True}
+    release.set()
+    for _ in range(50):
+        if returned:
+            break
+        await asyncio.sleep(0.02)
+    assert returned == ["late"]
+    await asyncio.sleep(0.1)
+    again = await app.tasks.get(stubborn_id)
+    assert (again.state, again.result) == (TaskState.TIMED_OUT, None)
+    assert await outcomes(app, stubborn_id) == ["timed_out"]
+    assert app.tasks.pool is not None and stubborn_id not in app.tasks.pool.running

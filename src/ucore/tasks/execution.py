@@ -1,18 +1,21 @@
 """One attempt of one task: run the handler, watch time and stop requests, record the outcome.
 
-Async handlers run as asyncio tasks on the loop; sync handlers run in a thread of their own
-(never a shared pool, so a handler that ignores a stop cannot starve the others).
+An async handler runs in its execution's own asyncio task, which then writes the outcome: a
+stop (cancel, timeout, shutdown, lost lease) cancels that task while the handler runs. One
+that ignores the cancellation of its timeout for :data:`STOP_GRACE_SECONDS` is abandoned:
+its attempt is recorded as timed out at once and whatever it returns later is ignored.
+Sync handlers run in a thread of their own (never a shared pool, so a handler that ignores a
+stop cannot starve the others).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import threading
 import traceback as tb
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -57,36 +60,13 @@ def task_event(kind: str, record: TaskRecord, **extra: Any) -> Event:
     return Event(kind, data)
 
 
-#: what a handler's ``ended`` future holds when its timeout came first
+#: what a sync handler's ``ended`` future holds when its timeout came first
 _TIMED_OUT = object()
 
 
 def _settle(waiter: asyncio.Future[Any], value: Any) -> None:
     if not waiter.done():
         waiter.set_result(value)
-
-
-def _never_started(
-    coro: Coroutine[Any, Any, Any], ended: asyncio.Future[Any], _: asyncio.Future[Any]
-) -> None:
-    """A handler's task cancelled before its first step never ran :func:`_guarded`: its
-    end is that cancellation (and the handler's coroutine is closed, never awaited)."""
-    if not ended.done():
-        coro.close()
-        ended.set_result((False, asyncio.CancelledError()))
-
-
-async def _guarded(coro: Coroutine[Any, Any, Any], ended: asyncio.Future[Any]) -> None:
-    """An async handler's task: runs it and settles ``ended`` with its outcome.
-
-    The task itself ends without an exception (a stop's cancellation included), so a
-    handler abandoned after its timeout leaves nothing unretrieved behind.
-    """
-    try:
-        outcome: tuple[bool, Any] = (True, await coro)
-    except (Exception, asyncio.CancelledError) as exc:
-        outcome = (False, exc)
-    _settle(ended, outcome)
 
 
 async def _ended(
@@ -119,6 +99,7 @@ class Execution:
         reg: Registration,
         *,
         on_returned: Callable[[], None] | None = None,
+        on_abandoned: Callable[[Execution], None] | None = None,
     ) -> None:
         self.system = system
         self.record = record
@@ -139,10 +120,19 @@ class Execution:
         #: the handler has returned (or given up): only the outcome is left to write
         self.returned = False
         self._on_returned = on_returned
+        #: called when an async handler that ignored its timeout is left behind
+        self._on_abandoned = on_abandoned
         #: set once the outcome is written (or given up): later results are ignored
         self.settled = False
         self.final: TaskRecord | None = None
-        self._handler_task: asyncio.Future[Any] | None = None
+        #: the task an async handler runs in, while it runs (a stop cancels it)
+        self._task: asyncio.Task[Any] | None = None
+        #: the cancellations this execution asked of that task
+        self._cancels = 0
+        #: an async handler's timeout, then its grace
+        self._timer: asyncio.TimerHandle | None = None
+        #: an async handler ignored its timeout: the attempt was recorded without it
+        self.abandoned = False
         self._latest: tuple[float | None, str | None] = (None, None)
         self._last_write = float("-inf")
         self._flush_handle: asyncio.TimerHandle | None = None
@@ -150,10 +140,11 @@ class Execution:
 
     # -- stop requests --------------------------------------------------------------------
     def stop(self, reason: str) -> None:
-        """Ask the handler to stop (cooperative for threads, task.cancel() for coroutines)."""
+        """Ask the handler to stop (cooperative for threads, a cancel for coroutines)."""
         self.ctx.request_stop(reason)
-        task = self._handler_task
-        if task is not None and not task.done() and self.reg.is_async:
+        task = self._task
+        if task is not None:
+            self._cancels += 1
             task.cancel()
 
     # -- progress -------------------------------------------------------------------------
@@ -198,33 +189,49 @@ class Execution:
 
     # -- running --------------------------------------------------------------------------
     async def run(self) -> None:
+        """Run the handler in the current task and record the attempt's outcome."""
         rec = self.record
         events = self.system.ctx.events
         if events.wants("task.started"):
             events.publish(task_event("task.started", rec))
         log.info("task %s %s started (attempt %s)", rec.id, rec.name, rec.attempts)
-        outcome = Outcome.COMPLETED
-        state = TaskState.COMPLETED
-        result: Any = None
+        end: tuple[bool, Any]
+        try:
+            self.ctx.params = self.reg.validate(rec.params)
+            if self.reg.is_async:
+                value = await self._call_async()
+            else:
+                value = await self._call_thread()
+            end = (True, to_json(value))
+        except asyncio.CancelledError as exc:
+            if not self.ctx.stop_requested:
+                raise  # the worker itself is being torn down
+            end = (False, exc)
+        except Exception as exc:
+            end = (False, exc)
+        if not self.abandoned:  # else recorded when it was abandoned
+            await self._conclude(end)
+
+    async def _conclude(self, end: tuple[bool, Any]) -> None:
+        """Record the handler's end: ``(True, result)`` or ``(False, exception)``."""
+        rec = self.record
+        ok, value = end
+        outcome, state = Outcome.COMPLETED, TaskState.COMPLETED
+        result: Any = value if ok else None
         error: str | None = None
         trace: str | None = None
         add_failure = False
         not_before = None
-        try:
-            self.ctx.params = self.reg.validate(rec.params)
-            result = to_json(await self._call())
-        except TaskCancelled as stop:
-            outcome, state, error = self._stopped(stop.reason)
+        if ok:
+            pass
+        elif isinstance(value, (TaskCancelled, asyncio.CancelledError)):
+            reason = value.reason if isinstance(value, TaskCancelled) else None
+            outcome, state, error = self._stopped(reason or self.ctx.stop_reason or "cancel")
             add_failure = outcome is Outcome.TIMED_OUT
-        except asyncio.CancelledError:
-            if not self.ctx.stop_requested:
-                raise  # the worker itself is being torn down
-            outcome, state, error = self._stopped(self.ctx.stop_reason or "cancel")
-            add_failure = outcome is Outcome.TIMED_OUT
-        except Exception as exc:
+        else:
             outcome, state = Outcome.FAILED, TaskState.FAILED
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            trace = "".join(tb.format_exception(exc))
+            error = f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
+            trace = "".join(tb.format_exception(value))
             add_failure = True
         self.returned = True
         if self._on_returned is not None:
@@ -256,22 +263,60 @@ class Execution:
             return Outcome.INTERRUPTED, TaskState.PENDING, "interrupted: lease lost"
         return Outcome.CANCELLED, TaskState.CANCELLED, "cancelled by user"
 
-    async def _call(self) -> Any:
-        """Run the handler; its result, or its exception raised here."""
+    async def _call_async(self) -> Any:
+        """Run an async handler in this task (a stop cancels it); its result or exception."""
+        if self.ctx.stop_requested:  # asked before it started
+            raise TaskCancelled(self.ctx.stop_reason or "cancel")
+        coro = self.reg.fn(self.ctx)
+        task = asyncio.current_task()
+        assert task is not None
+        timeout = self.reg.timeout
+        if timeout is not None:
+            self._timer = self.loop.call_later(timeout, self._timed_out)
+        self._task = task
+        try:
+            return await coro
+        finally:
+            self._task = None
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            # the stop's cancellations were handled here: the task goes on to record
+            for _ in range(self._cancels):
+                task.uncancel()
+            self._cancels = 0
+
+    def _timed_out(self) -> None:
+        self._timer = self.loop.call_later(STOP_GRACE_SECONDS, self._abandon)
+        self.stop("timeout")
+
+    def _abandon(self) -> None:
+        """The async handler ignored its timeout's cancellation: record the attempt timed
+        out now, in a task of its own; what the handler returns later is ignored."""
+        self._timer = None
+        if self._task is None or self.returned:
+            return
+        log.warning("task %s ignored its timeout; abandoned", self.record.id)
+        self.abandoned = True
+        self._task = None  # no more cancellations: it is on its own
+        write = asyncio.ensure_future(self._conclude((False, TaskCancelled("timeout"))))
+        self._writes.add(write)
+        write.add_done_callback(self._abandoned_written)
+        if self._on_abandoned is not None:
+            self._on_abandoned(self)
+
+    def _abandoned_written(self, task: asyncio.Task[None]) -> None:
+        self._writes.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s: recording its outcome failed: %s", self.record.id, task.exception())
+
+    async def _call_thread(self) -> Any:
+        """Run a sync handler in a thread of its own; its result, or its exception raised
+        here (TaskCancelled after its timeout and grace, whether or not it stopped)."""
         loop = self.loop
         #: the handler's end, (True, result) or (False, exception); or _TIMED_OUT
         ended: asyncio.Future[Any] = loop.create_future()
-        if self.reg.is_async:
-            # the handler's own task settles ``ended`` as it ends: one hop back to this
-            # execution, where waiting on the task would take two (its done callbacks)
-            coro = self.reg.fn(self.ctx)
-            started = asyncio.ensure_future(_guarded(coro, ended))
-            started.add_done_callback(functools.partial(_never_started, coro, ended))
-            self._handler_task = started
-        else:
-            self._handler_task = self._start_thread(ended)
-        if self.ctx.stop_requested:  # asked before it started
-            self.stop(self.ctx.stop_reason or "cancel")
+        thread_end = self._start_thread(ended)
         timeout = self.reg.timeout
         timer = None if timeout is None else loop.call_later(timeout, _settle, ended, _TIMED_OUT)
         try:
@@ -285,9 +330,8 @@ class Execution:
                 return value
             raise value
         self.stop("timeout")
-        task = self._handler_task
-        await _ended(loop, task, STOP_GRACE_SECONDS)
-        if not task.done():
+        await _ended(loop, thread_end, STOP_GRACE_SECONDS)
+        if not thread_end.done():
             log.warning("task %s ignored its timeout; abandoned", self.record.id)
         raise TaskCancelled("timeout")
 

@@ -40,6 +40,9 @@ BUSY_POLL_SECONDS = 0.5
 PUSHED_POLL_SECONDS = 5.0
 #: How long a shutdown waits for the claim loop to leave on its own (then it is cancelled).
 CLAIM_LOOP_EXIT_SECONDS = 5.0
+#: How long a shutdown waits for the tasks of interrupted async handlers to unwind once
+#: cancelled (their attempts are recorded by then; only their own cleanup is left).
+UNWIND_SECONDS = 0.25
 #: The interpreter's thread switch interval while workers run (CPython's default: 5 ms).
 #: Sync handlers run in threads; a CPU-bound one holds the GIL for a whole interval each
 #: time the event loop or a store thread wants it back, and the loop needs it several times
@@ -147,11 +150,13 @@ class WorkerPool:
             if not ex.settled:
                 log.warning("task %s did not stop within %s s; re-queued", ex.record.id, grace)
                 await ex.interrupt("the process shut down before the task stopped")
-        for task in list(self._exec_tasks):
+        left = list(self._exec_tasks)
+        for task in left:
             task.cancel()
-        for task in list(self._exec_tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if left:
+            # a handler that ignores its cancellation is left to itself (asyncio.run's own
+            # teardown cancels it again)
+            await asyncio.wait(left, timeout=UNWIND_SECONDS)
         self._exec_tasks.clear()  # those cancelled before their first step left no trace
 
     # -- claiming -----------------------------------------------------------------------
@@ -215,13 +220,21 @@ class WorkerPool:
 
     def _launch(self, record: TaskRecord) -> None:
         reg = self.system.handlers.get(record.name)
-        ex = Execution(self.system, record, reg, on_returned=self._returned)
+        ex = Execution(
+            self.system, record, reg, on_returned=self._returned, on_abandoned=self._forget
+        )
         self.running[record.id] = ex
         self._exec_tasks.add(asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}"))
 
     def _returned(self) -> None:
         """An execution's handler returned; its outcome is being written."""
         self.wake()
+
+    def _forget(self, ex: Execution) -> None:
+        """An execution whose handler ignored its timeout: it is no longer this pool's (the
+        handler goes on in its task until it returns; the task may run again meanwhile)."""
+        if self.running.get(ex.record.id) is ex:
+            del self.running[ex.record.id]
 
     async def _run(self, ex: Execution) -> None:
         try:
@@ -230,7 +243,7 @@ class WorkerPool:
             log.exception("task %s: recording its outcome failed", ex.record.id)
         finally:
             self._exec_tasks.discard(asyncio.current_task())
-            self.running.pop(ex.record.id, None)
+            self._forget(ex)
             ex.finished.set()
             # a slot is free; when the handler returned it was woken then, except that in
             # runner mode a task is wanted again only once it has left ``running``
