@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -822,3 +823,90 @@ async def test_active_tasks_are_found_through_their_index_beside_a_long_history(
             plan,
         )
         assert "SCAN tasks" not in plan, (sql, plan)
+
+
+# -- checkpoints at synchronous=NORMAL (ucore.stores.sqlite.checkpoint) ----------------------
+async def test_at_normal_checkpoints_run_on_a_thread_of_their_own(
+    db_path: Path, tmp_path: Path
+) -> None:
+    from ucore.stores.sqlite import checkpoint
+
+    store = SQLiteStore(db_path, synchronous="NORMAL")
+    await store.open()
+    try:
+        checkpointer = store.db.checkpointer
+        assert checkpointer is not None and checkpointer.is_alive()
+        conn = store.db.quick_connection()
+        autocheckpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        assert autocheckpoint == checkpoint.QUICK_AUTOCHECKPOINT_PAGES
+        # each awaited alone: one commit each, far fewer WAL pages than the commits'
+        # own checkpoint waits for
+        for _ in range(checkpoint.EVERY_COMMITS):
+            await store.db.write_quick(journal_insert)
+        for _ in range(250):
+            if checkpointer.checkpoints:
+                break
+            await asyncio.sleep(0.02)
+        assert checkpointer.checkpoints >= 1
+        # the database file alone, without its WAL, holds what was checkpointed
+        alone = tmp_path / "alone.db"
+        shutil.copyfile(db_path, alone)
+        assert query(alone, "SELECT count(*) FROM journal") == [(checkpoint.EVERY_COMMITS,)]
+    finally:
+        await store.close()
+    assert checkpointer.checkpoints >= 1 and not checkpointer.is_alive()
+    assert "ucore-sqlite-checkpoint" not in {t.name for t in threading.enumerate()}
+
+
+async def test_at_full_checkpoints_stay_in_the_commit(sqlite_store: SQLiteStore) -> None:
+    assert sqlite_store.db.checkpointer is None
+    conn = sqlite_store.db.quick_connection()
+    assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # SQLite's
+
+
+def test_a_checkpointer_that_cannot_open_the_database_gives_up_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from ucore.stores.sqlite.checkpoint import Checkpointer
+
+    def refuse() -> sqlite3.Connection:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    checkpointer = Checkpointer("test-checkpoint", refuse)
+    with caplog.at_level("WARNING", logger="ucore.stores.sqlite"):
+        checkpointer.start()
+        checkpointer.join(5)
+    assert not checkpointer.is_alive()
+    assert any("background checkpoints off" in r.getMessage() for r in caplog.records)
+    checkpointer.note_commit()  # still harmless
+
+
+def test_a_failing_checkpoint_is_tried_again_at_the_next_turn(db_path: Path) -> None:
+    from ucore.stores.sqlite import checkpoint
+
+    calls: list[str] = []
+
+    class Flaky:
+        def execute(self, sql: str) -> Any:
+            calls.append(sql)
+            if len(calls) == 1:
+                raise sqlite3.OperationalError("database is locked")
+            return sqlite3.connect(":memory:").execute("SELECT 0, 0, 0")
+
+        def close(self) -> None:
+            calls.append("close")
+
+    checkpointer = checkpoint.Checkpointer("test-checkpoint", Flaky)  # type: ignore[arg-type]
+    checkpointer.start()
+    try:
+        for turn in (1, 2):
+            for _ in range(checkpoint.EVERY_COMMITS):
+                checkpointer.note_commit()
+            deadline = time.monotonic() + 5
+            while checkpointer.checkpoints < turn and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert checkpointer.checkpoints == turn
+    finally:
+        checkpointer.stop()
+        checkpointer.join(5)
+    assert calls == ["PRAGMA wal_checkpoint(PASSIVE)"] * 2 + ["close"]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ucore.stores.base import StoreError
+from ucore.stores.sqlite import checkpoint
 from ucore.stores.sqlite.errors import is_lock_error, translate
 from ucore.stores.sqlite.quick import QuickWriter
 
@@ -290,6 +291,8 @@ class Database:
         self.busy_timeout = busy_timeout
         self._writer: _Writer | None = None
         self._reader: _Worker | None = None
+        #: the quick writes' checkpoints, at synchronous=NORMAL (:mod:`.checkpoint`)
+        self.checkpointer: checkpoint.Checkpointer | None = None
         self._open = False
         self._poll_fallback = -1
         #: data_version as last seen, and how often it changed other than by our own writes
@@ -314,6 +317,10 @@ class Database:
         self._reader = _Worker("ucore-sqlite-reader", self.path, self._open_conn)
         self._reader.start()
         await self._ready(self._reader)
+        if checkpoint.wanted(self.synchronous):
+            self.checkpointer = checkpoint.Checkpointer("ucore-sqlite-checkpoint", self._open_conn)
+            self.checkpointer.start()
+            self.quick.autocheckpoint = checkpoint.QUICK_AUTOCHECKPOINT_PAGES
         try:
             self.quick.connection()
         except sqlite3.Error as exc:
@@ -353,6 +360,11 @@ class Database:
     async def stop(self) -> None:
         self._open = False
         await self.quick.close()  # commits the quick writes still gathering
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            if self.checkpointer.is_alive():
+                await asyncio.to_thread(self.checkpointer.join)
+            self.checkpointer = None
         for worker in (self._reader, self._writer):
             if worker is not None and worker.is_alive():
                 worker.jobs.put(None)
@@ -414,6 +426,8 @@ class Database:
         if not own:  # a group the writer thread committed (it woke the others itself)
             self._own_write()
             return
+        if self.checkpointer is not None:
+            self.checkpointer.note_commit()
         with contextlib.suppress(Exception):  # a wake-up is best effort
             self._on_commit(conn)
 

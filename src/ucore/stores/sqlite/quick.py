@@ -94,6 +94,8 @@ class QuickWriter:
         self._after_commit = after_commit
         self._translate = translate
         self.conn: sqlite3.Connection | None = None
+        #: this connection's ``wal_autocheckpoint`` (None: SQLite's)
+        self.autocheckpoint: int | None = None
         self._pending: Jobs = []
         self._handle: asyncio.Handle | None = None
         self._rounds = 0
@@ -106,6 +108,8 @@ class QuickWriter:
         if self.conn is None:
             conn = self._open_conn()
             conn.execute("PRAGMA busy_timeout = 0")  # never wait on the loop
+            if self.autocheckpoint is not None:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {int(self.autocheckpoint)}")
             self.conn = conn
         return self.conn
 
