@@ -390,6 +390,55 @@ async def test_a_claim_answers_the_records_a_read_returns(store: Store) -> None:
     assert again.error == "E"  # the last attempt's error stays until this one ends
 
 
+# -- insert and claim in one (the submit's fast path) --------------------------------------
+def _backend_insert_and_claim(store: Store, task: NewTask, req: ClaimRequest) -> Any:
+    return store.insert_and_claim(task, req)
+
+
+INSERT_AND_CLAIM = {
+    "backend": _backend_insert_and_claim,
+    # the base class's two-transaction default, which other backends inherit
+    "default": Store._insert_then_claim,
+}
+
+
+@pytest.mark.parametrize("way", sorted(INSERT_AND_CLAIM))
+async def test_insert_and_claim_answers_the_record_a_read_returns(store: Store, way: str) -> None:
+    call = INSERT_AND_CLAIM[way]
+    task = new("x", params={"n": [1, "é"], "t": (1, 2)}, max_attempts=3, at=1)
+    task_id, created, record = await call(store, task, claim_request(5, 1))
+    assert created and record is not None
+    assert record.id == task_id and record.state is TaskState.RUNNING
+    assert record.attempts == 1 and record.run_id is not None
+    assert same_time(record.lease_expires, t(5 + LEASE))
+    assert record == await must_get(store, task_id)
+    assert record.params == {"n": [1, "é"], "t": [1, 2]}  # as stored: JSON
+    assert [r.attempt for r in await store.list_runs(task_id=task_id)] == [1]
+    # the attempt ends like any claimed one
+    assert await finish(store, record, Outcome.COMPLETED, TaskState.COMPLETED, now=6)
+    assert (await must_get(store, task_id)).state is TaskState.COMPLETED
+
+
+@pytest.mark.parametrize("way", sorted(INSERT_AND_CLAIM))
+async def test_insert_and_claim_leaves_a_task_not_due_yet_or_already_there(
+    store: Store, way: str
+) -> None:
+    call = INSERT_AND_CLAIM[way]
+    later, created, record = await call(store, new("x", not_before=t(100)), claim_request(5, 1))
+    assert created and record is None
+    assert (await must_get(store, later)).state is TaskState.PENDING
+    first, created, record = await call(store, new("k", unique_key="u"), claim_request(6, 1))
+    assert created and record is not None
+    again, created, record = await call(store, new("k", unique_key="u"), claim_request(7, 1))
+    assert (again, created, record) == (first, False, None)
+    assert (await must_get(store, first)).attempts == 1  # not claimed twice
+    # it claims the new task only, even with other tasks due
+    other = await insert(store, new("o", priority=Priority.HIGH))
+    mine, _, record = await call(store, new("m"), claim_request(8, 1))
+    assert record is not None and record.id == mine
+    assert (await must_get(store, other)).state is TaskState.PENDING
+
+
 async def test_not_before_is_respected(store: Store) -> None:
     task_id = await insert(store, new(not_before=t(100)))
     assert await claim(store, now=50) is None

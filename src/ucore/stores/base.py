@@ -7,8 +7,9 @@ a store never reads a clock.
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -117,6 +118,26 @@ class Store(ABC):
     @abstractmethod
     async def list_tasks(self, flt: TaskFilter) -> list[TaskRecord]:
         """Newest first."""
+
+    def insert_and_claim(
+        self, task: NewTask, request: ClaimRequest
+    ) -> Awaitable[tuple[int, bool, TaskRecord | None]]:
+        """:meth:`insert_task`, and the new task claimed under ``request``'s lease when it is
+        due now: ``(id, created, the claimed record or None)``. Nothing else is claimed.
+
+        For a worker pool that knows no other task is due for it (the submit's fast path):
+        one transaction where a backend can (this default takes two).
+        """
+        return self._insert_then_claim(task, request)
+
+    async def _insert_then_claim(
+        self, task: NewTask, request: ClaimRequest
+    ) -> tuple[int, bool, TaskRecord | None]:
+        task_id, created = await self.insert_task(task)
+        if not created:
+            return task_id, False, None
+        claimed = await self.claim_tasks(dataclasses.replace(request, task_id=task_id, limit=1))
+        return task_id, True, claimed.records[0] if claimed.records else None
 
     @abstractmethod
     async def claim_tasks(self, request: ClaimRequest) -> Claimed:

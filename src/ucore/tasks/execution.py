@@ -98,7 +98,7 @@ class Execution:
         record: TaskRecord,
         reg: Registration,
         *,
-        on_returned: Callable[[], None] | None = None,
+        on_returned: Callable[[bool], None] | None = None,
         on_abandoned: Callable[[Execution], None] | None = None,
     ) -> None:
         self.system = system
@@ -233,13 +233,13 @@ class Execution:
             error = f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
             trace = "".join(tb.format_exception(value))
             add_failure = True
-        self.returned = True
-        if self._on_returned is not None:
-            self._on_returned()
         if add_failure and rec.failures + 1 < rec.max_attempts:
             state = TaskState.PENDING
             delay = self.reg.backoff(rec.failures + 1)
             not_before = self.system.clock.now() + timedelta(seconds=delay)
+        self.returned = True
+        if self._on_returned is not None:
+            self._on_returned(state is TaskState.PENDING)
         if self.ctx.stop_reason == "lease":
             log.warning("task %s lost its lease; its outcome is not recorded here", rec.id)
             self._settle(None)

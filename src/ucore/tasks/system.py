@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -200,17 +201,47 @@ class TaskSystem(BaseSystem):
             unique_key=unique_key,
             not_before=not_before,
         )
-        task_id, created = await self.store.insert_task(new)
+        pool = self.pool
+        request = None if pool is None or not_before is not None else pool.reserve(prio)
+        if pool is None or request is None:
+            task_id, created = await self.store.insert_task(new)
+            self._submitted(new, task_id, created)
+            if created and pool is not None:
+                pool.wake()
+            return task_id, created
+        # A slot is free and nothing else is due for it: insert and claim in one
+        # transaction. The pool gets the claimed task from the write's own callback, so
+        # that a caller cancelled meanwhile cannot lose a task claimed for this process.
+        try:
+            write = asyncio.ensure_future(self.store.insert_and_claim(new, request))
+        except BaseException:
+            pool.submitted(prio, None)  # the store refused at once (closed)
+            raise
+        write.add_done_callback(functools.partial(self._claimed_at_submit, new, pool))
+        task_id, created, _ = await asyncio.shield(write)
+        return task_id, created
+
+    def _submitted(self, new: NewTask, task_id: int, created: bool) -> None:
         if created:
-            log.debug("task %s %s submitted (%s)", task_id, name, prio.label)
-            # Published before any further await: a worker (of this process or another) may
-            # claim the task at once, and "submitted" must reach subscribers before "started".
+            log.debug("task %s %s submitted (%s)", task_id, new.name, new.priority.label)
+            # Published before the task can start here: "submitted" must reach subscribers
+            # before "started".
             events = self.ctx.events
             if events.wants("task.submitted"):
                 events.publish(task_event("task.submitted", _pending_record(task_id, new)))
-            if self.pool is not None:
-                self.pool.wake()
-        return task_id, created
+
+    def _claimed_at_submit(
+        self,
+        new: NewTask,
+        pool: WorkerPool,
+        write: asyncio.Future[tuple[int, bool, TaskRecord | None]],
+    ) -> None:
+        if write.cancelled() or write.exception() is not None:
+            pool.submitted(new.priority, None)
+            return
+        task_id, created, record = write.result()
+        self._submitted(new, task_id, created)
+        pool.submitted(new.priority, record)
 
     async def cancel(self, task_id: int) -> TaskRecord:
         """Cancel a pending task at once; ask a running one to stop (cooperative)."""

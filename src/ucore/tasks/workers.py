@@ -9,6 +9,15 @@ send it wake-ups before they have looked at the nodes again). A claim takes as m
 tasks as there are free slots; a slot is free as soon as its handler returns, so the claim
 joins the transaction of the outcome being written (quick writes, :mod:`ucore.stores.sqlite.quick`).
 
+Claiming at submit time: when a claim found fewer due tasks than it asked for, the pool is
+*drained* until something may have come due (every :meth:`WorkerPool.wake`: a submit that
+queued, a retry, another process's commit, a due timer, a new handler, a recovery, the
+fallback poll). While drained, a freed slot does not look again, and a submit in this
+process with a free slot for its priority inserts and claims its task in one transaction
+(:meth:`WorkerPool.reserve`, ``Store.insert_and_claim``): the task is running when the
+submit returns, with no pick and no hop through the claim loop. A pick that was on its way
+while something came due does not count as drained.
+
 Housekeeping every few seconds: heartbeat, lease renewal of the running tasks, and (service
 role) recovery of tasks whose lease expired.
 """
@@ -78,7 +87,18 @@ class WorkerPool:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self._exec_tasks: set[asyncio.Task[None]] = set()
+        #: outcomes of tasks claimed by a submit that landed while the pool was stopping
+        self._late: set[asyncio.Future[None]] = set()
         self._token: int | None = None
+        #: the last pick found every task due for this pool, and nothing has come due since
+        #: as far as this process knows: a freed slot need not look (see :meth:`wake`)
+        self._drained = False
+        #: moves on whenever something may have come due: a pick sets ``_drained`` only when
+        #: nothing moved it while the pick was on its way
+        self._due_events = 0
+        #: slots promised to submits on their way (:meth:`reserve`), all and LOW ones
+        self._reserved = 0
+        self._reserved_low = 0
         self._due_at: float | None = None  # loop time when a delayed task comes due
         #: the store pushes wake-ups from other processes (then the poll is a fallback)
         self._listening = False
@@ -101,6 +121,17 @@ class WorkerPool:
         ]
 
     def wake(self) -> None:
+        """Something may have come due (a submit, a re-queue, another process's commit, a
+        new handler, a recovery): the claim loop looks at once."""
+        self._may_be_due()
+        self._slot_freed()
+
+    def _may_be_due(self) -> None:
+        self._drained = False
+        self._due_events += 1
+
+    def _slot_freed(self) -> None:
+        """A slot is free: the claim loop looks unless it knows that nothing is due."""
         self._woken = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -158,13 +189,15 @@ class WorkerPool:
             # teardown cancels it again)
             await asyncio.wait(left, timeout=UNWIND_SECONDS)
         self._exec_tasks.clear()  # those cancelled before their first step left no trace
+        if self._late:
+            await asyncio.wait(set(self._late), timeout=UNWIND_SECONDS)
 
     # -- claiming -----------------------------------------------------------------------
     def _busy(self) -> tuple[int, int]:
-        """Slots held (all, and by LOW tasks). A task whose handler has returned no longer
-        holds its slot while its outcome is written: the claim for the slot then joins the
-        same transaction."""
-        busy = low = 0
+        """Slots held (all, and by LOW tasks), reservations included. A task whose handler
+        has returned no longer holds its slot while its outcome is written: the claim for
+        the slot then joins the same transaction."""
+        busy, low = self._reserved, self._reserved_low
         for ex in self.running.values():
             if not ex.returned:
                 busy += 1
@@ -174,7 +207,7 @@ class WorkerPool:
 
     async def _fill_slots(self) -> None:
         sys = self.system
-        while not self._stopping:
+        while not self._stopping and not self._drained:
             busy, low_running = self._busy()
             free = self.slots - busy
             if free <= 0:
@@ -192,6 +225,7 @@ class WorkerPool:
             now = sys.clock.now()
             ctx = sys.ctx
             claimed = Claimed([])
+            due_events = self._due_events
             for task_id in wanted:
                 claimed = await sys.store.claim_tasks(
                     ClaimRequest(
@@ -211,12 +245,60 @@ class WorkerPool:
             for record in claimed.records:
                 self._launch(record)
             if len(claimed.records) < (1 if ids is not None else limit):
+                # everything due for this pool is taken (LOW tasks too, unless LOW slots
+                # were full); runner mode looks each time
+                self._drained = ids is None and low_free > 0 and due_events == self._due_events
                 nxt = claimed.next_due
                 loop = asyncio.get_running_loop()
                 self._due_at = (
                     None if nxt is None else loop.time() + max(0.0, (nxt - now).total_seconds())
                 )
                 return
+
+    # -- claiming at submit time ----------------------------------------------------------
+    def reserve(self, priority: Priority) -> ClaimRequest | None:
+        """A claim for a task being submitted, with a slot held for it, when this pool would
+        take it at once: a slot is free (a LOW one for a LOW task) and no other task is due
+        for the pool. Then the submit inserts and claims in one transaction
+        (:meth:`Store.insert_and_claim`) and hands the outcome to :meth:`submitted`."""
+        if self._stopping or not self._drained or self.only_ids is not None:
+            return None
+        busy, low_running = self._busy()
+        if busy >= self.slots:
+            return None
+        low = priority <= _LOW
+        if low and low_running >= self.low_slots:
+            return None
+        self._reserved += 1
+        self._reserved_low += low
+        sys = self.system
+        ctx = sys.ctx
+        now = sys.clock.now()
+        return ClaimRequest(
+            node_id=ctx.node_id,
+            host=ctx.host,
+            pid=ctx.pid,
+            now=now,
+            lease_until=now + timedelta(seconds=sys.lease_seconds),
+            min_priority=Priority.LOW,
+            names=sys.handlers.names(),
+            limit=1,
+        )
+
+    def submitted(self, priority: Priority, record: TaskRecord | None) -> None:
+        """The submit of a :meth:`reserve` is committed (or failed: ``record`` None)."""
+        self._reserved -= 1
+        self._reserved_low -= priority <= _LOW
+        if record is None:
+            self.wake()
+        elif self._stopping:
+            # claimed while the pool shuts down: recorded interrupted and re-queued
+            ex = Execution(self.system, record, self.system.handlers.get(record.name))
+            write = asyncio.ensure_future(ex.interrupt("the process shut down before it ran"))
+            self._late.add(write)
+            write.add_done_callback(self._late.discard)
+        else:
+            self._launch(record)
 
     def _launch(self, record: TaskRecord) -> None:
         reg = self.system.handlers.get(record.name)
@@ -226,9 +308,13 @@ class WorkerPool:
         self.running[record.id] = ex
         self._exec_tasks.add(asyncio.create_task(self._run(ex), name=f"ucore-task-{record.id}"))
 
-    def _returned(self) -> None:
-        """An execution's handler returned; its outcome is being written."""
-        self.wake()
+    def _returned(self, requeued: bool) -> None:
+        """An execution's handler returned; its outcome is being written (``requeued``: the
+        task goes back to pending, to be retried)."""
+        if requeued:
+            self.wake()
+        else:
+            self._slot_freed()
 
     def _forget(self, ex: Execution) -> None:
         """An execution whose handler ignored its timeout: it is no longer this pool's (the
@@ -289,6 +375,9 @@ class WorkerPool:
                 if self._due_at is not None:
                     deadline = min(deadline, self._due_at)
                 need_claim = await self._wait_for_wake(loop, deadline)
+                if not need_claim:
+                    # the fallback poll: what no wake-up told of is looked for again
+                    self._may_be_due()
                 pushed, self._pushed = self._pushed, False
                 # Another process's commit shows in the change token. With wake-ups pushed
                 # by the store, it is read only when one came or on the fallback poll; a
@@ -298,6 +387,7 @@ class WorkerPool:
                     if token != self._token or pushed:
                         self._token = token
                         need_claim = True
+                        self._may_be_due()
                         # another connection committed: tasks may have finished elsewhere
                         self.system.ctx.events.publish(Event("store.changed"))
                         if self.running:
@@ -306,6 +396,7 @@ class WorkerPool:
                 if self._due_at is not None and loop.time() >= self._due_at:
                     self._due_at = None
                     need_claim = True
+                    self._may_be_due()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

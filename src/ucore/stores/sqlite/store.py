@@ -14,6 +14,7 @@ that connection's own commits never move it, the writer thread's are noted).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import sqlite3
@@ -209,6 +210,38 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
         rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
         return [task_from_row(r) for r in rows]
 
+    def insert_and_claim(
+        self, task: NewTask, request: ClaimRequest
+    ) -> asyncio.Future[tuple[int, bool, TaskRecord | None]]:
+        who = (request.node_id, request.host, request.pid)
+        now_ts, until_ts = to_ts(request.now), to_ts(request.lease_until)
+
+        def op(c: sqlite3.Connection) -> tuple[int, bool, TaskRecord | None]:
+            task_id, created, params = _insert_task_text(c, task)
+            not_before = to_ts(task.not_before)
+            if not created or (not_before is not None and not_before > (now_ts or 0.0)):
+                return task_id, created, None
+            run = _open_run(c, (task_id, task.name, 1), who, now_ts, until_ts)
+            row = (
+                task_id,
+                task.name,
+                params,
+                int(task.priority),
+                task.origin,
+                "pending",
+                task.unique_key,
+                0,
+                0,
+                0,
+                task.max_attempts,
+                to_ts(task.submitted_at),
+                not_before,
+                *_UNSET_ROW_TAIL,
+            )
+            return task_id, True, _claimed_from(row, 1, (now_ts, *who, until_ts, run))
+
+        return self.db.write_quick(op)
+
     async def claim_tasks(self, request: ClaimRequest) -> Claimed:
         req = request
         now_ts, until_ts = to_ts(req.now), to_ts(req.lease_until)
@@ -227,19 +260,7 @@ class SQLiteStore(LibrarySQL, MaintenanceSQL, Store):
             # plain statements: a RETURNING clause costs as much again as its statement
             for row in c.execute(pick, args).fetchall():
                 tid, attempt = row[0], row[7] + 1
-                run = c.execute(
-                    "INSERT INTO task_runs "
-                    "(task_id, task_name, attempt, node_id, host, pid, started_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (tid, row[1], attempt, *who, now_ts),
-                ).lastrowid
-                c.execute(
-                    "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
-                    "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
-                    "progress = NULL, progress_message = NULL, cancel_requested = 0, "
-                    "run_id = ? WHERE id = ?",
-                    (attempt, now_ts, *who, until_ts, run, tid),
-                )
+                run = _open_run(c, (tid, row[1], attempt), who, now_ts, until_ts)
                 records.append(_claimed_from(row, attempt, (now_ts, *who, until_ts, run)))
             if len(records) >= req.limit:
                 return Claimed(records)
@@ -652,17 +673,26 @@ def _insert_task(
 ) -> tuple[int, bool]:
     """Insert a task unless an active one has its unique key (``checked``: the caller
     looked in this transaction already)."""
+    task_id, created, _ = _insert_task_text(c, task, checked=checked)
+    return task_id, created
+
+
+def _insert_task_text(
+    c: sqlite3.Connection, task: NewTask, *, checked: bool = False
+) -> tuple[int, bool, str]:
+    """:func:`_insert_task`, and the parameters' text as stored."""
+    params = dumps(task.params) if task.params else "{}"
     if task.unique_key is not None and not checked:
         existing = _active_with_key(c, task.unique_key)
         if existing is not None:
-            return existing, False
+            return existing, False, params
     cur = c.execute(
         "INSERT INTO tasks (name, params, priority, origin, state, unique_key, "
         "max_attempts, submitted_at, not_before) "
         "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
         (
             task.name,
-            dumps(task.params) if task.params else "{}",
+            params,
             int(task.priority),
             task.origin,
             task.unique_key,
@@ -671,7 +701,36 @@ def _insert_task(
             to_ts(task.not_before),
         ),
     )
-    return int(cur.lastrowid or 0), True
+    return int(cur.lastrowid or 0), True, params
+
+
+def _open_run(
+    c: sqlite3.Connection,
+    task: tuple[int, str, int],
+    who: tuple[str, str, int],
+    now_ts: float | None,
+    until_ts: float | None,
+) -> int:
+    """Claim a pending task (id, name, attempt): open the attempt's history row and mark the
+    task running under ``who``'s lease; the run's id."""
+    task_id, name, attempt = task
+    run = c.execute(
+        "INSERT INTO task_runs (task_id, task_name, attempt, node_id, host, pid, started_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (task_id, name, attempt, *who, now_ts),
+    ).lastrowid
+    c.execute(
+        "UPDATE tasks SET state = 'running', attempts = ?, started_at = ?, "
+        "finished_at = NULL, node_id = ?, host = ?, pid = ?, lease_expires = ?, "
+        "progress = NULL, progress_message = NULL, cancel_requested = 0, "
+        "run_id = ? WHERE id = ?",
+        (attempt, now_ts, *who, until_ts, run, task_id),
+    )
+    return int(run or 0)
+
+
+#: a pending task's row after its submit-time values (started_at .. run_id): all unset
+_UNSET_ROW_TAIL: tuple[Any, ...] = (None,) * 11 + (0, None)
 
 
 _STATE_COLUMNS = (
