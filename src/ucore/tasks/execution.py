@@ -69,28 +69,6 @@ def _settle(waiter: asyncio.Future[Any], value: Any) -> None:
         waiter.set_result(value)
 
 
-async def _ended(
-    loop: asyncio.AbstractEventLoop, task: asyncio.Future[Any], seconds: float | None
-) -> bool:
-    """Wait until ``task`` ends (True) or ``seconds`` pass (False); never cancels it (the
-    grace a handler gets after its timeout)."""
-    if task.done():
-        return True
-    waiter: asyncio.Future[bool] = loop.create_future()
-
-    def on_done(_: asyncio.Future[Any]) -> None:
-        _settle(waiter, True)
-
-    task.add_done_callback(on_done)
-    timer = None if seconds is None else loop.call_later(seconds, _settle, waiter, False)
-    try:
-        return await waiter
-    finally:
-        if timer is not None:
-            timer.cancel()
-        task.remove_done_callback(on_done)
-
-
 class Execution:
     def __init__(
         self,
@@ -222,13 +200,11 @@ class Execution:
         trace: str | None = None
         add_failure = False
         not_before = None
-        if ok:
-            pass
-        elif isinstance(value, (TaskCancelled, asyncio.CancelledError)):
+        if not ok and isinstance(value, (TaskCancelled, asyncio.CancelledError)):
             reason = value.reason if isinstance(value, TaskCancelled) else None
             outcome, state, error = self._stopped(reason or self.ctx.stop_reason or "cancel")
             add_failure = outcome is Outcome.TIMED_OUT
-        else:
+        elif not ok:
             outcome, state = Outcome.FAILED, TaskState.FAILED
             error = f"{type(value).__name__}: {value}" if str(value) else type(value).__name__
             trace = "".join(tb.format_exception(value))
@@ -330,7 +306,7 @@ class Execution:
                 return value
             raise value
         self.stop("timeout")
-        await _ended(loop, thread_end, STOP_GRACE_SECONDS)
+        await asyncio.wait({thread_end}, timeout=STOP_GRACE_SECONDS)  # never cancels it
         if not thread_end.done():
             log.warning("task %s ignored its timeout; abandoned", self.record.id)
         raise TaskCancelled("timeout")
