@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 import logging
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ucore.foundation.clock import aligned_deadline, aligned_delay
@@ -223,20 +223,14 @@ class WorkerPool:
             low_free = self.low_slots - low_running
             limit = free if low_free <= 0 else min(free, low_free)
             now = sys.clock.now()
-            ctx = sys.ctx
             claimed = Claimed([])
             due_events = self._due_events
             for task_id in wanted:
                 claimed = await sys.store.claim_tasks(
-                    ClaimRequest(
-                        node_id=ctx.node_id,
-                        host=ctx.host,
-                        pid=ctx.pid,
-                        now=now,
-                        lease_until=now + timedelta(seconds=sys.lease_seconds),
+                    self._claim_request(
+                        now,
                         min_priority=Priority.NORMAL if low_free <= 0 else Priority.LOW,
                         task_id=task_id,
-                        names=sys.handlers.names(),
                         limit=1 if task_id is not None else limit,
                     )
                 )
@@ -271,18 +265,26 @@ class WorkerPool:
             return None
         self._reserved += 1
         self._reserved_low += low
+        now = self.system.clock.now()
+        return self._claim_request(now, min_priority=Priority.LOW, task_id=None, limit=1)
+
+    def _claim_request(
+        self, now: datetime, *, min_priority: Priority, task_id: int | None, limit: int
+    ) -> ClaimRequest:
+        """A claim by this node at ``now``, under a fresh lease, of the tasks it has
+        handlers for."""
         sys = self.system
         ctx = sys.ctx
-        now = sys.clock.now()
         return ClaimRequest(
             node_id=ctx.node_id,
             host=ctx.host,
             pid=ctx.pid,
             now=now,
             lease_until=now + timedelta(seconds=sys.lease_seconds),
-            min_priority=Priority.LOW,
+            min_priority=min_priority,
+            task_id=task_id,
             names=sys.handlers.names(),
-            limit=1,
+            limit=limit,
         )
 
     def submitted(self, priority: Priority, record: TaskRecord | None) -> None:
